@@ -1,0 +1,93 @@
+"""Score metrics of the paper: PLCC (Pearson) and SRCC (Spearman) per score type.
+
+RAHF_REFERENCE.md s4: for each score type, over the whole evaluation split, the
+Pearson linear correlation (PLCC) and Spearman rank correlation (SRCC) between
+predicted and ground-truth scores. Ties are ranked by their average rank, as in
+`scipy.stats.spearmanr`.
+
+A correlation with a constant vector is undefined (scipy returns NaN and warns).
+Here it is 0.0 instead, so that the metrics stay NaN-free and JSON-clean: a
+constant prediction carries no information about the ranking of the examples.
+"""
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from scipy import stats
+
+from rahf_jax import features
+
+
+def _as_vector(x, name: str) -> np.ndarray:
+  """A float64 1-D copy of `x`, with a clear error for wrong shapes or NaNs."""
+  arr = np.asarray(x, dtype=np.float64)
+  if arr.ndim > 1 and arr.size == max(arr.shape):  # [N, 1] or [1, N]
+    arr = arr.reshape(-1)
+  if arr.ndim != 1:
+    raise ValueError(f"{name}: expected a vector of scores, got shape {arr.shape}.")
+  if not np.all(np.isfinite(arr)):
+    raise ValueError(f"{name}: scores contain NaN or Inf; fix the model output or the labels.")
+  return arr
+
+
+def pearson(pred, target) -> float:
+  """Pearson linear correlation coefficient (PLCC) of two score vectors.
+
+  Args:
+    pred: predicted scores, shape [N].
+    target: ground-truth scores, shape [N].
+
+  Returns:
+    The correlation in [-1, 1]; 0.0 when either vector is constant or N < 2.
+  """
+  p = _as_vector(pred, "predictions")
+  t = _as_vector(target, "targets")
+  if p.shape != t.shape:
+    raise ValueError(f"predictions {p.shape} and targets {t.shape} differ in length.")
+  if p.size < 2:
+    return 0.0
+  pc = p - p.mean()
+  tc = t - t.mean()
+  den = np.sqrt(np.dot(pc, pc) * np.dot(tc, tc))
+  if den == 0.0 or not np.isfinite(den):
+    return 0.0
+  return float(np.clip(np.dot(pc, tc) / den, -1.0, 1.0))
+
+
+def spearman(pred, target) -> float:
+  """Spearman rank correlation coefficient (SRCC): Pearson of average ranks."""
+  p = _as_vector(pred, "predictions")
+  t = _as_vector(target, "targets")
+  if p.shape != t.shape:
+    raise ValueError(f"predictions {p.shape} and targets {t.shape} differ in length.")
+  return pearson(stats.rankdata(p), stats.rankdata(t))
+
+
+def score_metrics(pred, target) -> dict[str, float]:
+  """PLCC, SRCC and the count for one score type."""
+  return {"plcc": pearson(pred, target), "srcc": spearman(pred, target), "num_examples": len(pred)}
+
+
+def all_score_metrics(
+  predictions: Mapping[str, Sequence[float]],
+  references: Mapping[str, Sequence[float]],
+) -> dict[str, dict[str, float]]:
+  """PLCC/SRCC for every score type present in both dicts, in the paper's order.
+
+  Args:
+    predictions: {score_type: [N]} with score types from `features.SCORE_TYPES`.
+    references: the same for the ground truth.
+
+  Returns:
+    {score_type: {"plcc", "srcc", "num_examples"}}.
+  """
+  unknown = (set(predictions) | set(references)) - set(features.SCORE_TYPES)
+  if unknown:
+    raise ValueError(
+      f"unknown score types {sorted(unknown)}; expected names from {features.SCORE_TYPES}."
+    )
+  out = {}
+  for s in features.SCORE_TYPES:
+    if s in predictions and s in references:
+      out[s] = score_metrics(predictions[s], references[s])
+  return out
