@@ -1,0 +1,80 @@
+"""Every training field with its default, for configs/ to compose with a model config.
+
+Usage (in a configs/ file):
+
+  from rahf_jax.train.default_train_config import train_config_defaults
+  config = train_config_defaults()
+  config.model = ...  # the model room's config
+  config.num_train_steps = 20_000
+"""
+
+import ml_collections
+
+
+def train_config_defaults() -> ml_collections.ConfigDict:
+  """Returns a ConfigDict with every field `train_and_evaluate` reads, commented."""
+  c = ml_collections.ConfigDict()
+
+  # Model: `size` and `variant` are passed to rahf_jax.models.get_model_config(size, variant);
+  # `overrides` (a dict) is applied on top of the model config it returns.
+  c.model = ml_collections.ConfigDict()
+  c.model.size = "tiny"  # "tiny" | "B/16" | "L/16"
+  c.model.variant = "multihead"  # "multihead" | "augmented" (rahf_jax.features.VARIANTS)
+  c.model.overrides = ml_collections.ConfigDict()
+
+  # Optimisation (rahf_jax.train.optimizer).
+  c.learning_rate = 2e-5  # peak learning rate after warmup
+  c.warmup_steps = 500  # linear warmup from 0 to learning_rate, in optimizer updates
+  c.num_train_steps = 20_000  # total train steps (micro-steps when grad_accum_steps > 1)
+  c.end_lr = 1e-5  # cosine decay ends at this value at num_train_steps
+  c.weight_decay = 2e-3  # AdamW decoupled weight decay (not on norms/biases/1-d params)
+  c.adam_b1 = 0.9
+  c.adam_b2 = 0.999
+  c.adam_eps = 1e-8
+  c.vit_lr_multiplier = 1.0  # learning-rate multiplier for the ViT image encoder's params
+  # Regex searched in the "/"-joined parameter path to find the ViT params.
+  c.vit_param_regex = r"(^|/)(vit|image_encoder|img)(/|_|$)"
+  c.grad_clip_norm = 1.0  # global-norm gradient clipping; <= 0 disables it
+  c.grad_accum_steps = 1  # > 1: optax.MultiSteps, one update every k micro-batches
+
+  # Batches and schedule of side jobs (all in train steps).
+  c.batch_size = 8  # global batch size (all hosts, all devices) of one train step
+  c.eval_batch_size = 8  # global batch size for dev evaluation
+  c.num_eval_batches = -1  # dev batches per evaluation; -1 = the whole split once
+  c.log_every = 50  # write train metrics and the progress line
+  c.eval_every = 1000  # dev evaluation (loss terms + the eval_fn hook); 0 = never
+  c.checkpoint_every = 1000  # periodic (async) checkpoint
+  c.keep_checkpoints = 3  # newest N periodic checkpoints kept
+  c.best_metric = "dev/loss"  # metric that picks the best checkpoint ("" = none kept)
+  c.best_mode = "min"  # "min" or "max" for best_metric
+  c.nan_check_every = 1  # check the train loss for NaN/Inf every N steps (host sync)
+  c.seed = 0  # parameter init, dropout keys (folded with the step), synthetic data
+
+  # Sharding: mesh axis sizes (-1 = fill with the remaining devices) and the name of the
+  # logical rules in rahf_jax.train.partitioning.LOGICAL_AXIS_RULES ("dp", "fsdp", "fsdp_tp").
+  c.mesh = ml_collections.ConfigDict()
+  c.mesh.data = -1
+  c.mesh.fsdp = 1
+  c.mesh.model = 1
+  c.logical_rules = "dp"
+  c.distributed = False  # call jax.distributed.initialize() first (multi-host)
+
+  # Loss weights: one per kind; an entry named after an output type (e.g. "aesthetics")
+  # overrides its kind's weight for that type.
+  c.loss_weights = ml_collections.ConfigDict()
+  c.loss_weights.heatmap = 1.0
+  c.loss_weights.score = 1.0
+  c.loss_weights.text = 1.0
+
+  # Data.
+  c.data = ml_collections.ConfigDict()
+  c.data.source = "tfds"  # "tfds" (the SeqIO pipeline) or "synthetic" (in-memory, no TF)
+  c.data.task_name = ""  # SeqIO task; "" = the default task for model.variant
+  c.data.data_dir = ""  # TFDS data_dir; "" = the TFDS default
+  c.data.train_split = "train"
+  c.data.eval_split = "dev"
+  c.data.shuffle = True  # shuffle the train split (deterministic given seed)
+  c.data.prompt_len = 64  # feature lengths: prompt_ids
+  c.data.target_len = 64  # decoder_input_ids / decoder_target_ids / decoder_loss_weights
+  c.data.num_synthetic_batches = 8  # synthetic source: distinct batches, cycled
+  return c

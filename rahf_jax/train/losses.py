@@ -1,0 +1,132 @@
+"""RAHF training losses: per-pixel MSE (heatmaps), MSE (scores), token cross-entropy (text).
+
+Both variants are handled by `compute_losses`:
+
+- Multi-head: every heatmap head and every score head is trained on every example, plus the
+  decoder. total = sum_h w_h * mse_h + sum_s w_s * mse_s + w_text * ce.
+- Augmented prompt: each example carries `output_type` (an index into
+  rahf_jax.features.AUGMENTED_OUTPUT_TYPES) and only its own output contributes: the heatmap
+  term averages the per-pixel MSE over the examples whose type is a heatmap type (weighted by
+  their type's weight), the score term likewise over score-type examples. The decoder term is
+  masked by `decoder_loss_weights` only (the pipeline zeroes it for non-word examples).
+
+The text term is teacher-forced cross-entropy summed over real tokens
+(`decoder_loss_weights`) and divided by their number. `example_weights` (optional, [B]) masks
+padded examples out of every term (used for the last, padded eval batch).
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from rahf_jax import features
+
+_EPS = 1e-8
+
+
+def loss_weight(loss_weights: Mapping[str, float] | Any, kind: str, name: str) -> float:
+  """Weight of output type `name` of kind heatmap/score/text; a per-type entry overrides."""
+  get = loss_weights.get if hasattr(loss_weights, "get") else lambda k, d: d
+  return float(get(name, get(kind, 1.0)))
+
+
+def _weighted_mean(values: jax.Array, weights: jax.Array) -> jax.Array:
+  return jnp.sum(values * weights) / jnp.maximum(jnp.sum(weights), _EPS)
+
+
+def token_cross_entropy(
+  logits: jax.Array, targets: jax.Array, weights: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+  """Masked mean token cross-entropy and the number of real tokens.
+
+  Args:
+    logits: [B, L, V] decoder logits.
+    targets: [B, L] int target ids.
+    weights: [B, L] 1 on real tokens, 0 on padding.
+  """
+  logits = logits.astype(jnp.float32)
+  log_probs = jax.nn.log_softmax(logits, axis=-1)
+  nll = -jnp.take_along_axis(log_probs, targets[..., None].astype(jnp.int32), axis=-1)[..., 0]
+  num_tokens = jnp.sum(weights)
+  return jnp.sum(nll * weights) / jnp.maximum(num_tokens, 1.0), num_tokens
+
+
+def _pixel_mse(pred: jax.Array, target: jax.Array) -> jax.Array:
+  """Per-example mean over pixels of the squared error: [B, Ho, Wo] -> [B]."""
+  err = (pred.astype(jnp.float32) - target.astype(jnp.float32)) ** 2
+  return jnp.mean(err.reshape(err.shape[0], -1), axis=-1)
+
+
+def compute_losses(
+  outputs: Mapping[str, Any],
+  batch: Mapping[str, jax.Array],
+  variant: str,
+  loss_weights: Mapping[str, float] | Any,
+  example_weights: jax.Array | None = None,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """Total weighted loss and each term separately.
+
+  Args:
+    outputs: the model's output dict for `variant` (see rahf_jax/features.py and the models
+      room): multi-head {"heatmaps": {h: [B,Ho,Wo]}, "scores": {s: [B]}, "decoder_logits"},
+      augmented {"heatmap", "score", "decoder_logits"}.
+    batch: the model features of the batch (rahf_jax/features.py).
+    variant: features.MULTI_HEAD or features.AUGMENTED_PROMPT.
+    loss_weights: mapping with "heatmap", "score", "text" and optional per-type overrides.
+    example_weights: optional [B] 0/1 mask of real examples.
+
+  Returns:
+    (loss, aux): aux has "loss", "heatmap_loss", "score_loss", "text_loss", one
+    "heatmap_<h>"/"score_<s>" entry per type (unweighted MSE) and "num_tokens".
+  """
+  targets = batch["decoder_target_ids"]
+  bsz = targets.shape[0]
+  ex_w = jnp.ones((bsz,), jnp.float32) if example_weights is None else example_weights
+  ex_w = ex_w.astype(jnp.float32)
+  aux: dict[str, jax.Array] = {}
+
+  tok_w = batch["decoder_loss_weights"].astype(jnp.float32) * ex_w[:, None]
+  text_loss, num_tokens = token_cross_entropy(outputs["decoder_logits"], targets, tok_w)
+  aux["num_tokens"] = num_tokens
+
+  if variant == features.MULTI_HEAD:
+    heatmap_loss = jnp.zeros((), jnp.float32)
+    for h in features.HEATMAP_TYPES:
+      mse = _weighted_mean(_pixel_mse(outputs["heatmaps"][h], batch[f"heatmap_{h}"]), ex_w)
+      aux[f"heatmap_{h}"] = mse
+      heatmap_loss += loss_weight(loss_weights, "heatmap", h) * mse
+    score_loss = jnp.zeros((), jnp.float32)
+    for s in features.SCORE_TYPES:
+      err = (outputs["scores"][s].astype(jnp.float32) - batch[f"score_{s}"]) ** 2
+      mse = _weighted_mean(err, ex_w)
+      aux[f"score_{s}"] = mse
+      score_loss += loss_weight(loss_weights, "score", s) * mse
+  elif variant == features.AUGMENTED_PROMPT:
+    otype = batch["output_type"].astype(jnp.int32)
+    pix = _pixel_mse(outputs["heatmap"], batch["heatmap"])
+    sq = (outputs["score"].astype(jnp.float32) - batch["score"].astype(jnp.float32)) ** 2
+    heat_num = jnp.zeros((), jnp.float32)
+    heat_den = jnp.zeros((), jnp.float32)
+    score_num = jnp.zeros((), jnp.float32)
+    score_den = jnp.zeros((), jnp.float32)
+    for i, name in enumerate(features.AUGMENTED_OUTPUT_TYPES):
+      sel = (otype == i).astype(jnp.float32) * ex_w
+      if name in features.HEATMAP_TYPES:
+        aux[f"heatmap_{name}"] = _weighted_mean(pix, sel)
+        heat_num += loss_weight(loss_weights, "heatmap", name) * jnp.sum(pix * sel)
+        heat_den += jnp.sum(sel)
+      elif name in features.SCORE_TYPES:
+        aux[f"score_{name}"] = _weighted_mean(sq, sel)
+        score_num += loss_weight(loss_weights, "score", name) * jnp.sum(sq * sel)
+        score_den += jnp.sum(sel)
+    heatmap_loss = heat_num / jnp.maximum(heat_den, _EPS)
+    score_loss = score_num / jnp.maximum(score_den, _EPS)
+  else:
+    raise ValueError(f"Unknown model variant {variant!r}; use one of {features.VARIANTS}.")
+
+  text_term = loss_weight(loss_weights, "text", features.WORDS_TYPE) * text_loss
+  loss = heatmap_loss + score_loss + text_term
+  aux.update(loss=loss, heatmap_loss=heatmap_loss, score_loss=score_loss, text_loss=text_loss)
+  return loss, aux

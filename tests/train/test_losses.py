@@ -1,0 +1,164 @@
+"""Losses against a hand-written numpy reference (both variants, masks, weights)."""
+
+import numpy as np
+import pytest
+
+from rahf_jax import features
+from rahf_jax.train import losses
+
+B, H, W, L, V = 5, 4, 3, 6, 7
+
+
+def _np_ce(logits, targets, weights):
+  """Reference token cross-entropy, one token at a time."""
+  total, count = 0.0, 0.0
+  for b in range(logits.shape[0]):
+    for t in range(logits.shape[1]):
+      if weights[b, t] == 0:
+        continue
+      row = logits[b, t].astype(np.float64)
+      logz = np.log(np.sum(np.exp(row - row.max()))) + row.max()
+      total += weights[b, t] * (logz - row[targets[b, t]])
+      count += weights[b, t]
+  return total / max(count, 1.0)
+
+
+def _text(rng):
+  logits = rng.normal(size=(B, L, V)).astype(np.float32)
+  targets = rng.integers(0, V, size=(B, L)).astype(np.int32)
+  weights = (rng.uniform(size=(B, L)) < 0.6).astype(np.float32)
+  return logits, targets, weights
+
+
+def test_multihead_matches_numpy_reference():
+  rng = np.random.default_rng(0)
+  logits, targets, weights = _text(rng)
+  batch = {"decoder_target_ids": targets, "decoder_loss_weights": weights}
+  outputs = {"decoder_logits": logits, "heatmaps": {}, "scores": {}}
+  for h in features.HEATMAP_TYPES:
+    outputs["heatmaps"][h] = rng.uniform(size=(B, H, W)).astype(np.float32)
+    batch[f"heatmap_{h}"] = rng.uniform(size=(B, H, W)).astype(np.float32)
+  for s in features.SCORE_TYPES:
+    outputs["scores"][s] = rng.uniform(size=(B,)).astype(np.float32)
+    batch[f"score_{s}"] = rng.uniform(size=(B,)).astype(np.float32)
+  lw = {"heatmap": 2.0, "score": 0.5, "text": 3.0, "aesthetics": 4.0}
+
+  loss, aux = losses.compute_losses(outputs, batch, features.MULTI_HEAD, lw)
+
+  ref_h = {h: np.mean((outputs["heatmaps"][h] - batch[f"heatmap_{h}"]) ** 2) for h in
+           features.HEATMAP_TYPES}  # fmt: skip
+  ref_s = {s: np.mean((outputs["scores"][s] - batch[f"score_{s}"]) ** 2) for s in
+           features.SCORE_TYPES}  # fmt: skip
+  ref_ce = _np_ce(logits, targets, weights)
+  ref = 2.0 * sum(ref_h.values()) + 3.0 * ref_ce
+  ref += sum((4.0 if s == "aesthetics" else 0.5) * v for s, v in ref_s.items())
+  np.testing.assert_allclose(float(loss), ref, rtol=1e-5)
+  np.testing.assert_allclose(float(aux["text_loss"]), ref_ce, rtol=1e-5)
+  np.testing.assert_allclose(float(aux["num_tokens"]), weights.sum())
+  for h, v in ref_h.items():
+    np.testing.assert_allclose(float(aux[f"heatmap_{h}"]), v, rtol=1e-5)
+  for s, v in ref_s.items():
+    np.testing.assert_allclose(float(aux[f"score_{s}"]), v, rtol=1e-5)
+
+
+def test_multihead_example_weights_drop_padded_rows():
+  rng = np.random.default_rng(1)
+  logits, targets, weights = _text(rng)
+  batch = {"decoder_target_ids": targets, "decoder_loss_weights": weights}
+  outputs = {"decoder_logits": logits, "heatmaps": {}, "scores": {}}
+  for h in features.HEATMAP_TYPES:
+    outputs["heatmaps"][h] = rng.uniform(size=(B, H, W)).astype(np.float32)
+    batch[f"heatmap_{h}"] = rng.uniform(size=(B, H, W)).astype(np.float32)
+  for s in features.SCORE_TYPES:
+    outputs["scores"][s] = rng.uniform(size=(B,)).astype(np.float32)
+    batch[f"score_{s}"] = rng.uniform(size=(B,)).astype(np.float32)
+  lw = {"heatmap": 1.0, "score": 1.0, "text": 1.0}
+  ex_w = np.array([1, 1, 1, 0, 0], np.float32)
+  loss, _ = losses.compute_losses(outputs, batch, features.MULTI_HEAD, lw, ex_w)
+
+  def cut(tree):
+    if isinstance(tree, dict):
+      return {k: cut(v) for k, v in tree.items()}
+    return tree[:3]
+
+  ref, _ = losses.compute_losses(cut(outputs), cut(batch), features.MULTI_HEAD, lw)
+  np.testing.assert_allclose(float(loss), float(ref), rtol=1e-5)
+
+
+def test_augmented_only_own_output_type_counts():
+  rng = np.random.default_rng(2)
+  types = features.AUGMENTED_OUTPUT_TYPES
+  b = 2 * len(types)
+  otype = np.array(list(range(len(types))) * 2, np.int32)
+  logits = rng.normal(size=(b, L, V)).astype(np.float32)
+  targets = rng.integers(0, V, size=(b, L)).astype(np.int32)
+  words = np.array([types[t] == features.WORDS_TYPE for t in otype], np.float32)
+  weights = (rng.uniform(size=(b, L)) < 0.7).astype(np.float32) * words[:, None]
+  weights[otype == types.index(features.WORDS_TYPE), 0] = 1.0
+  outputs = {
+    "heatmap": rng.uniform(size=(b, H, W)).astype(np.float32),
+    "score": rng.uniform(size=(b,)).astype(np.float32),
+    "decoder_logits": logits,
+  }
+  batch = {
+    "output_type": otype,
+    "heatmap": rng.uniform(size=(b, H, W)).astype(np.float32),
+    "score": rng.uniform(size=(b,)).astype(np.float32),
+    "decoder_target_ids": targets,
+    "decoder_loss_weights": weights,
+  }
+  lw = {"heatmap": 1.0, "score": 1.0, "text": 0.5, "misalignment": 3.0, "overall": 2.0}
+  ex_w = np.ones((b,), np.float32)
+  ex_w[-1] = 0.0  # the last example (misaligned words) is padding
+  loss, aux = losses.compute_losses(outputs, batch, features.AUGMENTED_PROMPT, lw, ex_w)
+
+  # Reference: loop over examples, each contributes only its own type's error.
+  h_num = h_den = s_num = s_den = 0.0
+  for i in range(b):
+    if ex_w[i] == 0:
+      continue
+    name = types[otype[i]]
+    w = lw.get(name, 1.0)
+    if name in features.HEATMAP_TYPES:
+      h_num += w * np.mean((outputs["heatmap"][i] - batch["heatmap"][i]) ** 2)
+      h_den += 1
+    elif name in features.SCORE_TYPES:
+      s_num += w * (outputs["score"][i] - batch["score"][i]) ** 2
+      s_den += 1
+  ce = _np_ce(logits, targets, weights * ex_w[:, None])
+  np.testing.assert_allclose(float(aux["heatmap_loss"]), h_num / h_den, rtol=1e-5)
+  np.testing.assert_allclose(float(aux["score_loss"]), s_num / s_den, rtol=1e-5)
+  np.testing.assert_allclose(float(aux["text_loss"]), ce, rtol=1e-5)
+  np.testing.assert_allclose(float(loss), h_num / h_den + s_num / s_den + 0.5 * ce, rtol=1e-5)
+  i = types.index("aesthetics")
+  sel = otype == i
+  ref = np.mean((outputs["score"][sel] - batch["score"][sel]) ** 2)
+  np.testing.assert_allclose(float(aux["score_aesthetics"]), ref, rtol=1e-5)
+
+
+def test_augmented_batch_without_heatmap_examples_has_zero_heatmap_loss():
+  rng = np.random.default_rng(3)
+  otype = np.full((3,), features.AUGMENTED_OUTPUT_TYPES.index("overall"), np.int32)
+  outputs = {
+    "heatmap": rng.uniform(size=(3, H, W)).astype(np.float32),
+    "score": np.array([0.1, 0.2, 0.3], np.float32),
+    "decoder_logits": rng.normal(size=(3, L, V)).astype(np.float32),
+  }
+  batch = {
+    "output_type": otype,
+    "heatmap": np.zeros((3, H, W), np.float32),
+    "score": np.array([0.1, 0.4, 0.0], np.float32),
+    "decoder_target_ids": np.zeros((3, L), np.int32),
+    "decoder_loss_weights": np.zeros((3, L), np.float32),
+  }
+  loss, aux = losses.compute_losses(outputs, batch, features.AUGMENTED_PROMPT, {})
+  np.testing.assert_allclose(float(aux["heatmap_loss"]), 0.0)
+  np.testing.assert_allclose(float(aux["text_loss"]), 0.0)
+  np.testing.assert_allclose(float(loss), (0.2**2 + 0.3**2) / 3, rtol=1e-5)
+
+
+def test_unknown_variant_is_a_clear_error():
+  batch = {"decoder_target_ids": np.zeros((1, 2), np.int32),
+           "decoder_loss_weights": np.ones((1, 2), np.float32)}  # fmt: skip
+  with pytest.raises(ValueError, match="Unknown model variant"):
+    losses.compute_losses({"decoder_logits": np.zeros((1, 2, 3))}, batch, "nope", {})
