@@ -14,7 +14,9 @@ Aggregates over a set of maps:
   mse_gt0   the same over the maps whose ground truth is all zero ("GT=0")
   and over the maps whose ground truth has a positive pixel ("GT>0") only, the
   mean of the per-map cc, kld, sim, nss and auc_judd.
-An aggregate over an empty subset is None (JSON null), never NaN.
+An aggregate over an empty subset is None (JSON null), never NaN. (The reproduction's
+"All data" MSE is the mean of per-batch MSEs, which equals this per-map mean when every
+batch is full; its other aggregates are per-map means as here.)
 
 Per-map definitions (every function takes [H, W] maps or [N, H, W] stacks; the
 statistics are per map, over the last two axes):

@@ -11,15 +11,17 @@ The model writes the prompt back with `_0` after every misaligned word. Per exam
   a predicted positive;
 - precision, recall and F1 of the positive class: with tp, fp, fn counted over the
   example's words, P = tp / (tp + fp), R = tp / (tp + fn), F1 = 2 tp / (2 tp + fp + fn)
-  (= 2PR / (P + R), sklearn's formula).
+  (= 2PR / (P + R); the formula of sklearn >= 1.3, which applies zero_division only
+  when 2 tp + fp + fn = 0).
 The reported numbers are the means of the per-example values over the examples (the
 PyTorch reproduction averages sklearn's per-example `classification_report`).
 
 Zero division follows sklearn's `zero_division` argument; the default 0.0 is what
 the reproduction passes. So with the default an example with no positive reference
-word gets recall 0 and F1 0, and precision 0 unless it predicts a positive (which is
-then a false positive: precision 0 as well); an example without predicted positives
-gets precision 0; an empty reference gets 0 for all three. `zero_division=1.0` gives
+word (including an empty prompt) gets precision, recall and F1 all 0, whatever it
+predicts (any predicted positive is a false positive), and an example without
+predicted positives gets precision 0. Such examples still count in the mean, which
+is why a model that is right on a clean prompt scores 0 there. `zero_division=1.0` gives
 1 instead, `zero_division=float("nan")` leaves such values out of the mean (as
 sklearn >= 1.3's np.nan option followed by a nan-ignoring mean).
 """
