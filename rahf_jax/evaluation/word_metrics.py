@@ -36,10 +36,17 @@ from rahf_jax.features import MISALIGNED_SUFFIX
 WRONG_WORD = -1
 
 
-def word_labels(prediction: str, reference: str) -> tuple[list[int], list[int]]:
-  """The reference's 0/1 labels and the prediction's 0/1/-1 labels, one per reference word."""
-  pred = prediction.strip().split()
-  ref = reference.strip().split()
+def _text(x: str | bytes) -> str:
+  return x.decode("utf-8") if isinstance(x, bytes) else str(x)
+
+
+def word_labels(prediction: str | bytes, reference: str | bytes) -> tuple[list[int], list[int]]:
+  """The reference's 0/1 labels and the prediction's 0/1/-1 labels, one per reference word.
+
+  Strings or UTF-8 bytes (as TensorFlow hands them out) are accepted.
+  """
+  pred = _text(prediction).split()
+  ref = _text(reference).split()
   pred = pred + [""] * (len(ref) - len(pred))
   ref_labels, pred_labels = [], []
   n = len(MISALIGNED_SUFFIX)

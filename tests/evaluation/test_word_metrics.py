@@ -105,6 +105,7 @@ def test_hand_worked_examples():
     ("a yellow_0", "a yellow_0 cat_0", 1.0, 0.5, 2 / 3),  # short: padded with ""
     ("a yellow_0 cat_0 on_0 mat_0", "a yellow_0 cat_0", 1.0, 1.0, 1.0),  # extra ignored
     ("  a   yellow_0\tcat ", "a yellow_0 cat", 1.0, 1.0, 1.0),  # whitespace split
+    (b"a yellow_0 cat", b"a yellow_0 cat_0", 1.0, 0.5, 2 / 3),  # UTF-8 bytes
   ]
   for pred, ref, p, r, f in cases:
     out = wm.example_word_metrics(pred, ref)
