@@ -1,0 +1,98 @@
+"""The RichHF-18K build report: per-split counts and the uids behind each problem.
+
+The builder records every odd or bad input here instead of crashing or dropping
+it silently; the report is written as JSON next to the prepared dataset
+(`<data_dir>/richhf18k/<version>/build_report.json`) and summarised in the log.
+
+Issue kinds (the JSON keys under each split's "issues"):
+  missing_image        label record whose uid has no image in the source: skipped
+  undecodable_image    image bytes that do not decode: skipped
+  reencoded_image      image decodes but in a format TensorFlow cannot read: re-encoded PNG, kept
+  undecodable_heatmap  a heatmap that does not decode: skipped
+  heatmap_resized      a heatmap not 512x512 (or not single channel): resized/converted, kept
+  label_count_mismatch label count differs from the word count (or unparseable): kept, flagged
+  empty_prompt         prompt with no words: kept
+  non_ascii_prompt     prompt with non-ASCII characters: kept exactly (informational)
+  duplicate_uid        uid seen before in the same split: kept (keys are record indices)
+  malformed_record     label record lacking one of the eight official keys: skipped
+"""
+
+import collections
+import dataclasses
+import json
+import logging
+import os
+
+from etils import epath
+
+SKIPPED_KINDS = ("missing_image", "undecodable_image", "undecodable_heatmap", "malformed_record")
+KEPT_KINDS = (
+  "reencoded_image",
+  "heatmap_resized",
+  "label_count_mismatch",
+  "empty_prompt",
+  "non_ascii_prompt",
+  "duplicate_uid",
+)
+ISSUE_KINDS = SKIPPED_KINDS + KEPT_KINDS
+REPORT_FILENAME = "build_report.json"
+
+
+@dataclasses.dataclass
+class SplitReport:
+  """Counts and affected uids for one split."""
+
+  split: str
+  label_records: int = 0
+  examples_written: int = 0
+  issues: dict[str, list[str]] = dataclasses.field(
+    default_factory=lambda: collections.defaultdict(list)
+  )
+
+  def add(self, kind: str, uid: str) -> None:
+    """Records that `uid` shows issue `kind`."""
+    if kind not in ISSUE_KINDS:
+      raise ValueError(f"Unknown build issue kind {kind!r}; known: {ISSUE_KINDS}.")
+    self.issues[kind].append(uid)
+
+  @property
+  def skipped(self) -> int:
+    return sum(len(self.issues.get(k, [])) for k in SKIPPED_KINDS)
+
+  def to_json(self) -> dict:
+    """A JSON-ready dict: totals, then per kind {count, uids}."""
+    return {
+      "label_records": self.label_records,
+      "examples_written": self.examples_written,
+      "skipped": self.skipped,
+      "issues": {
+        k: {"count": len(self.issues.get(k, [])), "uids": list(self.issues.get(k, []))}
+        for k in ISSUE_KINDS
+      },
+    }
+
+  def summary(self) -> str:
+    """One log line: written/records and the non-zero issue counts."""
+    counts = ", ".join(f"{k}={len(v)}" for k, v in self.issues.items() if v) or "no issues"
+    return (
+      f"richhf18k[{self.split}]: wrote {self.examples_written}/{self.label_records} "
+      f"label records; {counts}"
+    )
+
+
+def write_report(reports: dict[str, SplitReport], directory: str, extra: dict | None = None) -> str:
+  """Writes `reports` as JSON under `directory`; returns the file path."""
+  payload = {"splits": {name: r.to_json() for name, r in reports.items()}}
+  if extra:
+    payload.update(extra)
+  path = epath.Path(directory) / REPORT_FILENAME
+  path.write_text(json.dumps(payload, indent=2, ensure_ascii=False), encoding="utf-8")
+  for r in reports.values():
+    logging.info(r.summary())
+  logging.info("richhf18k build report: %s", path)
+  return os.fspath(path)
+
+
+def read_report(directory: str) -> dict:
+  """Reads the JSON report written by `write_report` from `directory`."""
+  return json.loads((epath.Path(directory) / REPORT_FILENAME).read_text(encoding="utf-8"))

@@ -1,0 +1,217 @@
+"""Pluggable sources of Pick-a-Pic images and prompts for the RichHF-18K build.
+
+RichHF-18K ships labels only; images and prompts come from Pick-a-Pic v1. Two
+layouts are accepted inside the build's manual_dir:
+
+1. `pickapic/*.parquet`: Pick-a-Pic-style parquet shards (any number, any names)
+   with at least the columns `caption`, `image_0_uid`, `image_1_uid`, `jpg_0`,
+   `jpg_1` (the Hugging Face `yuvalkirstain/pickapic_v1` layout; a labelled image
+   may be on either side of a row). About 190 GB for the real data, so it is
+   never loaded whole: one index pass reads only the two uid columns, row group
+   by row group; the data pass reads `caption` and one `jpg_*` column of only the
+   row groups that hold a wanted uid. Progress is logged.
+2. `images/<uid>.<ext>` (jpg, jpeg, png, webp, bmp or gif) plus a captions file
+   `captions.jsonl` in manual_dir: one JSON object per line,
+   `{"uid": "<uid>", "caption": "<prompt>"}`.
+
+Both sources yield `(uid, encoded image bytes, caption)`; bytes are passed on as
+given (validation and counting is the builder's job).
+"""
+
+import collections
+import dataclasses
+import json
+import logging
+import os
+import time
+from collections.abc import Iterable, Iterator
+
+PARQUET_DIR = "pickapic"
+IMAGES_DIR = "images"
+CAPTIONS_FILE = "captions.jsonl"
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
+PARQUET_COLUMNS = ("caption", "image_0_uid", "image_1_uid", "jpg_0", "jpg_1")
+
+LAYOUT_HELP = (
+  "expected in manual_dir: either pickapic/*.parquet (columns caption, image_0_uid, "
+  "image_1_uid, jpg_0, jpg_1) or images/<uid>.<ext> plus captions.jsonl "
+  '(one {"uid": ..., "caption": ...} per line)'
+)
+
+
+def _as_text(value) -> str:
+  if isinstance(value, bytes):
+    return value.decode("utf-8", errors="replace")
+  return "" if value is None else str(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Location:
+  file_index: int
+  row_group: int
+  row: int
+  side: int  # 0 -> jpg_0, 1 -> jpg_1
+
+
+class ParquetImageSource:
+  """Pick-a-Pic-style parquet shards, streamed with column projection."""
+
+  def __init__(self, files: Iterable[str], log_every_s: float = 30.0):
+    self.files = sorted(os.fspath(f) for f in files)
+    if not self.files:
+      raise FileNotFoundError(f"No parquet shards given; {LAYOUT_HELP}.")
+    self._log_every_s = log_every_s
+    self._index: dict[str, _Location] | None = None
+    self._indexed_uids: frozenset[str] = frozenset()
+
+  def describe(self) -> str:
+    return f"{len(self.files)} parquet shard(s) under {os.path.dirname(self.files[0])}"
+
+  def _check_columns(self, path: str, schema_names: list[str]) -> None:
+    missing = [c for c in PARQUET_COLUMNS if c not in schema_names]
+    if missing:
+      raise ValueError(
+        f"Parquet shard {path} lacks column(s) {missing}; a Pick-a-Pic shard needs "
+        f"{list(PARQUET_COLUMNS)}."
+      )
+
+  def index(self, wanted_uids: Iterable[str]) -> dict[str, _Location]:
+    """Finds where each wanted uid lives, reading only the two uid columns.
+
+    The first occurrence of a uid wins (Pick-a-Pic repeats images across pairs).
+    """
+    import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
+
+    wanted = frozenset(wanted_uids)
+    if self._index is not None and wanted <= self._indexed_uids:
+      return self._index
+    found: dict[str, _Location] = {}
+    start = last_log = time.time()
+    rows_seen = 0
+    for file_index, path in enumerate(self.files):
+      pf = pq.ParquetFile(path)
+      self._check_columns(path, pf.schema_arrow.names)
+      for rg in range(pf.num_row_groups):
+        table = pf.read_row_group(rg, columns=["image_0_uid", "image_1_uid"])
+        for side, column in enumerate(("image_0_uid", "image_1_uid")):
+          for row, uid in enumerate(table.column(column).to_pylist()):
+            uid = _as_text(uid)
+            if uid in wanted and uid not in found:
+              found[uid] = _Location(file_index, rg, row, side)
+        rows_seen += table.num_rows
+        now = time.time()
+        if now - last_log > self._log_every_s:
+          last_log = now
+          logging.info(
+            "Pick-a-Pic index: shard %d/%d, %d rows scanned, %d/%d uids found, %.0fs",
+            file_index + 1,
+            len(self.files),
+            rows_seen,
+            len(found),
+            len(wanted),
+            now - start,
+          )
+      if len(found) == len(wanted):
+        break
+    logging.info(
+      "Pick-a-Pic index done: %d/%d uids found in %d rows (%.1fs).",
+      len(found),
+      len(wanted),
+      rows_seen,
+      time.time() - start,
+    )
+    self._index, self._indexed_uids = found, wanted
+    return found
+
+  def iter_images(self, wanted_uids: Iterable[str]) -> Iterator[tuple[str, bytes, str]]:
+    """Yields (uid, image bytes, caption) for every wanted uid present, shard order."""
+    import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
+
+    wanted = set(wanted_uids)
+    index = self.index(wanted)
+    by_group = collections.defaultdict(list)
+    for uid in wanted:
+      if uid in index:
+        loc = index[uid]
+        by_group[(loc.file_index, loc.row_group)].append((uid, loc))
+    total = sum(len(items) for items in by_group.values())
+    start = last_log = time.time()
+    done = 0
+    for (file_index, rg), items in sorted(by_group.items()):
+      sides = sorted({loc.side for _, loc in items})
+      columns = ["caption"] + [f"jpg_{s}" for s in sides]
+      table = pq.ParquetFile(self.files[file_index]).read_row_group(rg, columns=columns)
+      captions = table.column("caption")
+      images = {s: table.column(f"jpg_{s}") for s in sides}
+      for uid, loc in sorted(items, key=lambda item: item[1].row):
+        image = images[loc.side][loc.row].as_py()
+        yield uid, (image or b""), _as_text(captions[loc.row].as_py())
+      done += len(items)
+      now = time.time()
+      if now - last_log > self._log_every_s:
+        last_log = now
+        logging.info("Pick-a-Pic read: %d/%d images, %.0fs", done, total, now - start)
+
+
+class FolderImageSource:
+  """A folder of `<uid>.<ext>` images plus `captions.jsonl` ({"uid", "caption"} per line)."""
+
+  def __init__(self, images_dir: str, captions_file: str):
+    self.images_dir = os.fspath(images_dir)
+    self.captions_file = os.fspath(captions_file)
+    self._captions: dict[str, str] | None = None
+    self._paths: dict[str, str] | None = None
+
+  def describe(self) -> str:
+    return f"image folder {self.images_dir} with {self.captions_file}"
+
+  def _load(self) -> None:
+    if self._captions is not None:
+      return
+    captions = {}
+    with open(self.captions_file, encoding="utf-8") as f:
+      for line_no, line in enumerate(f, 1):
+        if not line.strip():
+          continue
+        try:
+          record = json.loads(line)
+          captions[str(record["uid"])] = _as_text(record["caption"])
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+          raise ValueError(
+            f"{self.captions_file}:{line_no}: expected a JSON object with keys uid and caption "
+            f"({e})."
+          ) from e
+    paths = {}
+    for name in sorted(os.listdir(self.images_dir)):
+      stem, ext = os.path.splitext(name)
+      if ext.lower() in IMAGE_EXTENSIONS:
+        paths.setdefault(stem, os.path.join(self.images_dir, name))
+    self._captions, self._paths = captions, paths
+
+  def index(self, wanted_uids: Iterable[str]) -> dict[str, str]:
+    """uid -> image path, for wanted uids that have both an image and a caption."""
+    self._load()
+    return {u: self._paths[u] for u in wanted_uids if u in self._paths and u in self._captions}
+
+  def iter_images(self, wanted_uids: Iterable[str]) -> Iterator[tuple[str, bytes, str]]:
+    """Yields (uid, image bytes, caption) for every wanted uid present."""
+    for uid, path in sorted(self.index(wanted_uids).items()):
+      with open(path, "rb") as f:
+        yield uid, f.read(), self._captions[uid]
+
+
+def find_image_source(manual_dir: str) -> ParquetImageSource | FolderImageSource:
+  """Picks the image source present in `manual_dir` (parquet first), or raises."""
+  manual_dir = os.fspath(manual_dir)
+  parquet_dir = os.path.join(manual_dir, PARQUET_DIR)
+  if os.path.isdir(parquet_dir):
+    files = [
+      os.path.join(parquet_dir, n) for n in os.listdir(parquet_dir) if n.endswith(".parquet")
+    ]
+    if files:
+      return ParquetImageSource(files)
+  images_dir = os.path.join(manual_dir, IMAGES_DIR)
+  captions = os.path.join(manual_dir, CAPTIONS_FILE)
+  if os.path.isdir(images_dir) and os.path.isfile(captions):
+    return FolderImageSource(images_dir, captions)
+  raise FileNotFoundError(f"No Pick-a-Pic images found in manual_dir {manual_dir}; {LAYOUT_HELP}.")

@@ -1,0 +1,192 @@
+"""TFDS builder `richhf18k`: RichHF-18K labels joined with Pick-a-Pic images and prompts.
+
+Features of every example (fixed names; the SeqIO tasks depend on them):
+
+  image                  Image(shape=(None, None, 3))   the Pick-a-Pic image, encoded bytes as given
+  prompt                 Text                           the Pick-a-Pic caption, exactly as given
+  filename               Text                           RichHF-18K `filename`
+  uid                    Text                           filename's basename without extension
+  plausibility           float32                        from `artifact_score`
+  alignment              float32                        from `misalignment_score`
+  aesthetics             float32                        from `aesthetics_score`
+  overall                float32                        from `overall_score`
+  heatmap_implausibility Image(shape=(512, 512, 1)) PNG from `artifact_map`, uint8 0..255
+  heatmap_misalignment   Image(shape=(512, 512, 1)) PNG from `misalignment_map`, uint8 0..255
+  words                  Sequence(Text)                 the prompt's words (rahf_jax.data.words)
+  word_labels            Sequence(int32)                labels as given: 0 = misaligned, 1 = aligned
+  word_labels_valid      bool                           False: label count != word count
+  target                 Text                           words joined by spaces, misaligned ones `_0`
+
+Splits: train, dev, test (as the official files). Build with
+  tfds build rahf_jax/data/richhf18k --manual_dir=M --data_dir=D
+or `import rahf_jax.data; tfds.builder("richhf18k", data_dir=D).download_and_prepare(
+download_config=tfds.download.DownloadConfig(manual_dir=M))`. What goes in M: README.md.
+Bad inputs are counted in `build_report.json` next to the dataset (rahf_jax.data.build_report).
+"""
+
+import collections
+import logging
+import os
+
+import numpy as np
+import tensorflow_datasets as tfds
+from etils import epath
+
+from rahf_jax import features
+from rahf_jax.data import build_report, image_sources
+from rahf_jax.data import words as words_lib
+from rahf_jax.data.richhf18k import label_records, media_checks
+
+SPLITS = ("train", "dev", "test")
+LABEL_FILES = {split: f"{split}.tfrecord" for split in SPLITS}
+LABEL_URL = "https://media.githubusercontent.com/media/google-research-datasets/richhf-18k/main/"
+LABEL_URLS = {split: LABEL_URL + name for split, name in LABEL_FILES.items()}
+HEATMAP_SHAPE = (media_checks.HEATMAP_SIZE, media_checks.HEATMAP_SIZE, 1)
+
+EXPECTED_LAYOUT = (
+  "expected manual_dir layout: train.tfrecord, dev.tfrecord, test.tfrecord (RichHF-18K labels; "
+  "downloaded and checksum-checked when absent) and either pickapic/*.parquet (columns caption, "
+  "image_0_uid, image_1_uid, jpg_0, jpg_1) or images/<uid>.<ext> + captions.jsonl "
+  '({"uid": ..., "caption": ...} per line); see rahf_jax/data/richhf18k/README.md'
+)
+
+
+def _feature_dict() -> tfds.features.FeaturesDict:
+  heatmap = lambda: tfds.features.Image(shape=HEATMAP_SHAPE, encoding_format="png")
+  return tfds.features.FeaturesDict(
+    {
+      "image": tfds.features.Image(shape=(None, None, 3)),
+      "prompt": tfds.features.Text(),
+      "filename": tfds.features.Text(),
+      "uid": tfds.features.Text(),
+      **{name: tfds.features.Scalar(dtype=np.float32) for name in features.SCORE_TYPES},
+      **{f"heatmap_{name}": heatmap() for name in features.HEATMAP_TYPES},
+      "words": tfds.features.Sequence(tfds.features.Text()),
+      "word_labels": tfds.features.Sequence(tfds.features.Scalar(dtype=np.int32)),
+      "word_labels_valid": tfds.features.Scalar(dtype=np.bool_),
+      "target": tfds.features.Text(),
+    }
+  )
+
+
+class Builder(tfds.core.GeneratorBasedBuilder):
+  """RichHF-18K (CVPR 2024) rich human feedback labels with Pick-a-Pic images."""
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "Labels joined with Pick-a-Pic images; build report."}
+  MANUAL_DOWNLOAD_INSTRUCTIONS = """
+  Put in manual_dir (full text: rahf_jax/data/richhf18k/README.md):
+    train.tfrecord, dev.tfrecord, test.tfrecord   RichHF-18K labels (optional: downloaded from
+        github.com/google-research-datasets/richhf-18k and checked against checksums.tsv if absent)
+    and the Pick-a-Pic v1 images and prompts, one of:
+    pickapic/*.parquet   Pick-a-Pic parquet shards (caption, image_0_uid, image_1_uid, jpg_0, jpg_1)
+    images/<uid>.<ext> and captions.jsonl   one {"uid": ..., "caption": ...} JSON object per line
+  For the synthetic stand-in: python data_prep/make_synthetic_richhf.py --out <manual_dir>
+  """
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return self.dataset_info_from_configs(
+      features=_feature_dict(),
+      supervised_keys=None,
+      homepage="https://github.com/google-research-datasets/richhf-18k",
+    )
+
+  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+    try:
+      manual_dir = epath.Path(dl_manager.manual_dir)
+    except AssertionError:
+      raise FileNotFoundError(
+        f"richhf18k: manual_dir is missing or empty; {EXPECTED_LAYOUT}."
+      ) from None
+    source = image_sources.find_image_source(os.fspath(manual_dir))
+    label_paths = {s: manual_dir / name for s, name in LABEL_FILES.items()}
+    absent = {s: LABEL_URLS[s] for s, p in label_paths.items() if not p.exists()}
+    if absent:
+      logging.info("richhf18k: %s not in manual_dir; downloading.", sorted(absent))
+      try:
+        label_paths.update(dl_manager.download(absent))
+      except Exception as e:  # pylint: disable=broad-except  # any network/checksum failure
+        raise FileNotFoundError(
+          f"richhf18k: could not download {sorted(LABEL_FILES[s] for s in absent)} ({e}); "
+          f"put them in {manual_dir} instead; {EXPECTED_LAYOUT}."
+        ) from None
+    all_uids = set()
+    for path in label_paths.values():
+      for serialized in label_records.read_tfrecord(path):
+        try:
+          all_uids.add(label_records.parse_record(serialized).uid)
+        except KeyError:
+          pass  # counted as malformed_record by the split's generator
+    logging.info("richhf18k: images from %s", source.describe())
+    source.index(all_uids)
+    self._reports = {}
+    self._report_extra = {"image_source": source.describe(), "manual_dir": os.fspath(manual_dir)}
+    return {
+      split: self._generate_examples(split, os.fspath(label_paths[split]), source)
+      for split in SPLITS
+    }
+
+  def _generate_examples(self, split, label_path, source):
+    report = build_report.SplitReport(split)
+    by_uid = collections.defaultdict(list)  # uid -> [(record index, serialized)]
+    for index, serialized in enumerate(label_records.read_tfrecord(label_path)):
+      report.label_records += 1
+      try:
+        uid = label_records.parse_record(serialized).uid
+      except KeyError:
+        report.add("malformed_record", f"record#{index}")
+        continue
+      if uid in by_uid:
+        report.add("duplicate_uid", uid)
+      by_uid[uid].append((index, serialized))
+    seen = set()
+    for uid, image_bytes, caption in source.iter_images(list(by_uid)):
+      seen.add(uid)
+      image, issue = media_checks.check_image(image_bytes)
+      for index, serialized in by_uid[uid]:
+        if issue:
+          report.add(issue, uid)
+        if image is None:
+          continue
+        example = self._make_example(label_records.parse_record(serialized), image, caption, report)
+        if example is not None:
+          report.examples_written += 1
+          yield index, example
+    for uid in sorted(set(by_uid) - seen):
+      for _ in by_uid[uid]:
+        report.add("missing_image", uid)
+    self._reports[split] = report
+    build_report.write_report(self._reports, self.data_dir, extra=self._report_extra)
+
+  def _make_example(self, record, image, caption, report):
+    """The TFDS example for one label record, or None (counted) when it cannot be built."""
+    uid = record.uid
+    heatmaps = {}
+    for name, data in (
+      ("implausibility", record.artifact_map),
+      ("misalignment", record.misalignment_map),
+    ):
+      heatmaps[name], issue = media_checks.check_heatmap(data)
+      if issue:
+        report.add(issue, uid)
+      if heatmaps[name] is None:
+        return None
+    paired = words_lib.pair_words_and_labels(caption, record.label_string)
+    if not paired.valid:
+      report.add("label_count_mismatch", uid)
+    if not paired.words:
+      report.add("empty_prompt", uid)
+    if not caption.isascii():
+      report.add("non_ascii_prompt", uid)
+    return {
+      "image": image,
+      "prompt": caption,
+      "filename": record.filename,
+      "uid": uid,
+      **{name: record.scores[key] for name, key in features.SCORE_SOURCE_KEYS.items()},
+      **{f"heatmap_{name}": data for name, data in heatmaps.items()},
+      "words": paired.words,
+      "word_labels": paired.labels,
+      "word_labels_valid": paired.valid,
+      "target": paired.target,
+    }

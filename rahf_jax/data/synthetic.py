@@ -1,0 +1,225 @@
+"""Writes a synthetic RichHF-18K in exactly the real sources' formats.
+
+Output (a ready manual_dir for the `richhf18k` builder):
+  train.tfrecord, dev.tfrecord, test.tfrecord   label records with the official eight keys
+  pickapic/{train,test}-NNNNN-of-MMMMM.parquet   Pick-a-Pic-style rows: caption, image_0_uid,
+      image_1_uid, jpg_0, jpg_1; the labelled image sits on a random side, the other side is a
+      second (unlabelled) generation; plus distractor rows whose uids are not labelled
+  (or, with layout="folder": images/<uid>.jpg + captions.jsonl)
+  synthetic_manifest.json   the config, counts and the uids of the oddity rows (not read by
+      the builder)
+
+Every example is drawn from its own generator seeded by (seed, split, index), so a split's
+content does not depend on the other splits' sizes. Scenes: rahf_jax.data.synthetic_scenes.
+"""
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from rahf_jax.data import image_sources, synthetic_scenes
+from rahf_jax.data import words as words_lib
+from rahf_jax.data.richhf18k import label_records
+
+SPLIT_IDS = {"train": 0, "dev": 1, "test": 2}
+PICKAPIC_SPLIT = {"train": "train", "dev": "train", "test": "test"}  # as in the real data
+_DISTRACTOR_ID = 7
+_ODDITY_ID = 8
+_SHUFFLE_ID = 9
+# Random streams: a scene uses [seed, id, index] with id in {0, 1, 2, 7, 8}; the auxiliary
+# streams (sides, other-side uids, row order) use [seed, 9, ...], so no two streams coincide.
+ODDITY_KINDS = (
+  "label_count_mismatch",
+  "empty_prompt",
+  "non_ascii_prompt",
+  "missing_image",
+  "undecodable_image",
+  "heatmap_resized",
+  "undecodable_heatmap",
+)
+PARQUET_SCHEMA = pa.schema(
+  [
+    ("caption", pa.string()),
+    ("image_0_uid", pa.string()),
+    ("image_1_uid", pa.string()),
+    ("jpg_0", pa.binary()),
+    ("jpg_1", pa.binary()),
+  ]
+)
+
+
+@dataclasses.dataclass
+class SyntheticConfig:
+  """Sizes and formats of the synthetic set (defaults: the demo size)."""
+
+  num_train: int = 2000
+  num_dev: int = 200
+  num_test: int = 200
+  image_size: int = 256
+  seed: int = 0
+  train_shards: int = 4  # parquet shards holding the train+dev images
+  test_shards: int = 1
+  rows_per_group: int = 64  # parquet row-group size
+  distractor_fraction: float = 0.1  # extra unlabelled rows, relative to labelled ones
+  jpeg_quality: int = 90
+  oddities: bool = False  # add one record of each real-data oddity to train (ODDITY_KINDS)
+  layout: str = "parquet"  # or "folder": images/<uid>.jpg + captions.jsonl
+
+  def num(self, split: str) -> int:
+    return {"train": self.num_train, "dev": self.num_dev, "test": self.num_test}[split]
+
+
+def scene_rng(seed: int, split_id: int, index: int) -> np.random.Generator:
+  """The generator of one example: independent of every other example."""
+  return np.random.default_rng([seed, split_id, index])
+
+
+def iter_scenes(split: str, config: SyntheticConfig):
+  """Yields the scenes of `split` in record order."""
+  for i in range(config.num(split)):
+    yield synthetic_scenes.make_scene(
+      scene_rng(config.seed, SPLIT_IDS[split], i), config.image_size
+    )
+
+
+def _record(scene, split, artifact_map=None, misalignment_map=None, label_string=None):
+  return label_records.LabelRecord(
+    filename=f"{PICKAPIC_SPLIT[split]}/{scene.uid}.jpg",
+    scores=scene.scores,
+    artifact_map=artifact_map or synthetic_scenes.encode_png(scene.artifact_map),
+    misalignment_map=misalignment_map or synthetic_scenes.encode_png(scene.misalignment_map),
+    label_string=words_lib.labels_to_string(scene.labels) if label_string is None else label_string,
+  )
+
+
+def _oddities(config: SyntheticConfig):
+  """(kind, scene, record, image bytes or None) for one record of each oddity."""
+  out = []
+  for k, kind in enumerate(ODDITY_KINDS):
+    scene = synthetic_scenes.make_scene(scene_rng(config.seed, _ODDITY_ID, k), config.image_size)
+    image = synthetic_scenes.encode_jpeg(scene.image, config.jpeg_quality)
+    record = _record(scene, "train")
+    if kind == "label_count_mismatch":
+      record.label_string += " 1"
+    elif kind == "empty_prompt":
+      scene.prompt, record.label_string = "", ""
+    elif kind == "non_ascii_prompt":
+      prefix = 'a "dreamy" café-style picture — naïve: '
+      scene.prompt = prefix + scene.prompt
+      n_prefix = len(words_lib.split_prompt_words(prefix))
+      record.label_string = words_lib.labels_to_string([1] * n_prefix + scene.labels)
+    elif kind == "missing_image":
+      image = None
+    elif kind == "undecodable_image":
+      image = b"\xff\xd8\xff\xe0 this is not a JPEG"
+    elif kind == "heatmap_resized":
+      small = np.asarray(synthetic_scenes.Image.fromarray(scene.artifact_map).resize((256, 256)))
+      record.artifact_map = synthetic_scenes.encode_png(small)
+    elif kind == "undecodable_heatmap":
+      record.misalignment_map = b"\x89PNG\r\n\x1a\n truncated"
+    out.append((kind, scene, record, image))
+  return out
+
+
+def _write_parquet(rows, directory, prefix, shards, rows_per_group):
+  os.makedirs(directory, exist_ok=True)
+  shards = max(1, min(shards, len(rows))) if rows else 1
+  bounds = np.linspace(0, len(rows), shards + 1).astype(int)
+  paths = []
+  for s in range(shards):
+    part = rows[bounds[s] : bounds[s + 1]]
+    table = pa.Table.from_pylist(
+      [dict(zip(PARQUET_SCHEMA.names, r, strict=True)) for r in part], schema=PARQUET_SCHEMA
+    )
+    path = os.path.join(directory, f"{prefix}-{s:05d}-of-{shards:05d}.parquet")
+    pq.write_table(table, path, row_group_size=rows_per_group)
+    paths.append(path)
+  return paths
+
+
+def write_synthetic_richhf(out_dir: str, config: SyntheticConfig | None = None) -> dict:
+  """Writes the synthetic sources under `out_dir`; returns the manifest (also written)."""
+  config = config or SyntheticConfig()
+  if config.layout not in ("parquet", "folder"):
+    raise ValueError(f"layout must be 'parquet' or 'folder', not {config.layout!r}.")
+  os.makedirs(out_dir, exist_ok=True)
+  rows = {"train": [], "test": []}  # Pick-a-Pic split -> parquet rows
+  uids = {}
+  counts = {}
+
+  def add_row(pickapic_split, rng, uid, image, caption):
+    other_uid = synthetic_scenes.new_uid(rng)
+    other = synthetic_scenes.encode_jpeg(np.ascontiguousarray(image[1][:, ::-1]), 80)
+    if rng.random() < 0.5:
+      rows[pickapic_split].append((caption, uid, other_uid, image[0], other))
+    else:
+      rows[pickapic_split].append((caption, other_uid, uid, other, image[0]))
+
+  oddities = _oddities(config) if config.oddities else []
+  for split in SPLIT_IDS:
+    side_rng = np.random.default_rng([config.seed, _SHUFFLE_ID, SPLIT_IDS[split]])
+    records = []
+    uids[split] = []
+    for scene in iter_scenes(split, config):
+      records.append(label_records.serialize_record(_record(scene, split)))
+      jpeg = synthetic_scenes.encode_jpeg(scene.image, config.jpeg_quality)
+      add_row(PICKAPIC_SPLIT[split], side_rng, scene.uid, (jpeg, scene.image), scene.prompt)
+      uids[split].append(scene.uid)
+    if split == "train":
+      for _, scene, record, image in oddities:
+        records.append(label_records.serialize_record(record))
+        if image is not None:
+          add_row("train", side_rng, scene.uid, (image, scene.image), scene.prompt)
+    counts[split] = label_records.write_tfrecord(
+      os.path.join(out_dir, f"{split}.tfrecord"), records
+    )
+
+  for pickapic_split in rows:
+    n = int(round(config.distractor_fraction * len(rows[pickapic_split])))
+    for i in range(n):
+      rng = scene_rng(config.seed, _DISTRACTOR_ID, i + (0 if pickapic_split == "train" else 10**6))
+      scene = synthetic_scenes.make_scene(rng, config.image_size)
+      jpeg = synthetic_scenes.encode_jpeg(scene.image, config.jpeg_quality)
+      add_row(pickapic_split, rng, scene.uid, (jpeg, scene.image), scene.prompt)
+    order = np.random.default_rng([config.seed, _SHUFFLE_ID, 10 + SPLIT_IDS[pickapic_split]])
+    rows[pickapic_split] = [
+      rows[pickapic_split][i] for i in order.permutation(len(rows[pickapic_split]))
+    ]
+
+  files = []
+  if config.layout == "parquet":
+    pdir = os.path.join(out_dir, image_sources.PARQUET_DIR)
+    files += _write_parquet(
+      rows["train"], pdir, "train", config.train_shards, config.rows_per_group
+    )
+    files += _write_parquet(rows["test"], pdir, "test", config.test_shards, config.rows_per_group)
+  else:
+    _write_folder(out_dir, rows)
+
+  manifest = {
+    "config": dataclasses.asdict(config),
+    "label_records": counts,
+    "pickapic_rows": {k: len(v) for k, v in rows.items()},
+    "parquet_files": [os.path.relpath(f, out_dir) for f in files],
+    "oddities": {kind: scene.uid for kind, scene, _, _ in oddities},
+  }
+  with open(os.path.join(out_dir, "synthetic_manifest.json"), "w", encoding="utf-8") as f:
+    json.dump(manifest, f, indent=2, ensure_ascii=False)
+  return manifest
+
+
+def _write_folder(out_dir, rows):
+  """images/<uid>.jpg for both sides of every row, and captions.jsonl."""
+  image_dir = os.path.join(out_dir, image_sources.IMAGES_DIR)
+  os.makedirs(image_dir, exist_ok=True)
+  with open(os.path.join(out_dir, image_sources.CAPTIONS_FILE), "w", encoding="utf-8") as f:
+    for pickapic_split in ("train", "test"):
+      for caption, uid0, uid1, jpg0, jpg1 in rows[pickapic_split]:
+        for uid, jpg in ((uid0, jpg0), (uid1, jpg1)):
+          with open(os.path.join(image_dir, f"{uid}.jpg"), "wb") as img:
+            img.write(jpg)
+          f.write(json.dumps({"uid": uid, "caption": caption}, ensure_ascii=False) + "\n")
