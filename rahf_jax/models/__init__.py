@@ -1,0 +1,15 @@
+"""RAHF network in Flax: `build_model(get_model_config(size, variant))`, `greedy_decode`."""
+
+import ml_collections
+
+from rahf_jax.models.decoding import greedy_decode
+from rahf_jax.models.rahf import RAHF
+from rahf_jax.models.variants import MODEL_SIZES, get_model_config
+
+
+def build_model(model_config) -> RAHF:
+  """The RAHF module for a `get_model_config(...)` ConfigDict (frozen, so the module hashes)."""
+  return RAHF(ml_collections.FrozenConfigDict(model_config))
+
+
+__all__ = ["MODEL_SIZES", "RAHF", "build_model", "get_model_config", "greedy_decode"]

@@ -1,0 +1,47 @@
+"""Score head: feature map [B, h, w, C] -> convs -> flatten -> dense layers -> sigmoid score [B].
+
+Default layout (variants.py) is the PyTorch reproduction's: six 3x3 convs with 768, 384, 192, 96,
+48, 12 output channels (each conv -> channel RMS norm -> relu), flatten (h * w * 12), dense 512,
+relu, dense 128, relu, dense 1, sigmoid. The flatten order here is (h, w, c); the reproduction's is
+(c, h, w), which matters only when importing its weights (weights.py).
+"""
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from rahf_jax.models.heatmap_head import ChannelRMSNorm, conv
+
+
+class ScoreHead(nn.Module):
+  """Feature map [B, h, w, C] -> float32 [B] in [0, 1]."""
+
+  convs: Sequence[int] = (768, 384, 192, 96, 48, 12)
+  dense: Sequence[int] = (512, 128)
+  dtype: jnp.dtype = jnp.float32
+  param_dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    x = x.astype(self.dtype)
+    for i, c in enumerate(self.convs):
+      x = conv(c, f"conv_{i}", **kw)(x)
+      x = nn.relu(ChannelRMSNorm(name=f"norm_{i}", **kw)(x))
+    x = x.reshape(x.shape[0], -1)
+    for i, f in enumerate(list(self.dense) + [1]):
+      x = nn.Dense(
+        f,
+        dtype=self.dtype,
+        param_dtype=self.param_dtype,
+        name=f"dense_{i}",
+        kernel_init=nn.with_logical_partitioning(
+          nn.initializers.he_normal(), ("score_in", "score_out")
+        ),
+        bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("score_out",)),
+      )(x)
+      if i < len(self.dense):
+        x = nn.relu(x)
+    return jax.nn.sigmoid(x[:, 0].astype(jnp.float32))

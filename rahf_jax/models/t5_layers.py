@@ -1,0 +1,275 @@
+"""T5 building blocks: RMS norm, relative position bias, attention, MLPs, encoder/decoder layers.
+
+Parameter names follow t5x's `examples/t5/network.py` layout
+(`pre_attention_layer_norm/scale`, `attention/{query,key,value,out}/kernel`,
+`mlp/{wi,wi_0,wi_1,wo}/kernel`, `relpos_bias/rel_embedding`)
+so a T5X checkpoint maps onto them with reshapes only (see weights.py). Attention kernels are kept
+3-D (`[embed, heads, kv]`, `out: [heads, kv, embed]`); T5X stores them 2-D (`[embed, heads*kv]`).
+
+Every parameter carries logical axis names (t5x's: embed, mlp, heads, kv, vocab, plus
+`relpos_buckets`). Attention runs through `jax.nn.dot_product_attention` so that GPUs can pick a
+fused kernel.
+"""
+
+import math
+from collections.abc import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Dtype = jnp.dtype
+
+
+def relative_position_bucket(
+  relative_position, bidirectional: bool = True, num_buckets: int = 32, max_distance: int = 128
+):
+  """T5's bucketing of `relative_position = key_position - query_position` (mesh-tensorflow).
+
+  Half of the buckets (per direction when bidirectional) hold exact small offsets; the rest grow
+  logarithmically up to `max_distance`, beyond which everything shares the last bucket.
+  """
+  ret = 0
+  n = -relative_position
+  if bidirectional:
+    num_buckets //= 2
+    ret += (n < 0).astype(np.int32) * num_buckets
+    n = jnp.abs(n)
+  else:
+    n = jnp.maximum(n, 0)
+  max_exact = num_buckets // 2
+  is_small = n < max_exact
+  val_if_large = max_exact + (
+    jnp.log(n.astype(jnp.float32) / max_exact + np.finfo(np.float32).eps)
+    / math.log(max_distance / max_exact)
+    * (num_buckets - max_exact)
+  ).astype(jnp.int32)
+  val_if_large = jnp.minimum(val_if_large, num_buckets - 1)
+  return ret + jnp.where(is_small, n, val_if_large)
+
+
+def _param(module, name, init, shape, axes, dtype):
+  return module.param(name, nn.with_logical_partitioning(init, axes), shape, dtype)
+
+
+class RMSNorm(nn.Module):
+  """T5 layer norm: x / rms(x) * scale (no mean subtraction, no bias), computed in float32."""
+
+  epsilon: float = 1e-6
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    scale = _param(
+      self, "scale", nn.initializers.ones, (x.shape[-1],), ("embed",), self.param_dtype
+    )
+    x32 = x.astype(jnp.float32)
+    y = x32 * jax.lax.rsqrt(jnp.mean(jnp.square(x32), axis=-1, keepdims=True) + self.epsilon)
+    return (y * scale.astype(jnp.float32)).astype(self.dtype)
+
+
+class RelativePositionBias(nn.Module):
+  """Learned per-head scalar bias for each relative-position bucket; returns [1, H, Lq, Lk]."""
+
+  num_heads: int
+  num_buckets: int = 32
+  max_distance: int = 128
+  bidirectional: bool = True
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, query_positions, key_positions):
+    table = _param(
+      self,
+      "rel_embedding",
+      nn.initializers.variance_scaling(1.0, "fan_avg", "uniform"),
+      (self.num_heads, self.num_buckets),
+      ("heads", "relpos_buckets"),
+      self.param_dtype,
+    )
+    rel = key_positions[None, :] - query_positions[:, None]
+    buckets = relative_position_bucket(rel, self.bidirectional, self.num_buckets, self.max_distance)
+    bias = jnp.take(table, buckets, axis=1)  # [H, Lq, Lk]
+    return bias[None].astype(self.dtype)
+
+
+class MultiHeadAttention(nn.Module):
+  """Multi-head attention with optional bias (T5: no biases, no 1/sqrt(d) scaling) and a cache.
+
+  With `decode=True` the keys/values of each call are written into a `cache` collection
+  (`cached_key`, `cached_value`, `cache_index`); the first call (with the full target length)
+  only creates the cache, as in flax's decoding examples.
+  """
+
+  num_heads: int
+  head_dim: int
+  use_bias: bool = False
+  scale: float | None = 1.0  # None -> 1/sqrt(head_dim) (ViT); T5 folds it into the init.
+  dropout_rate: float = 0.0
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, inputs_q, inputs_kv, bias=None, mask=None, deterministic=True, decode=False):
+    d_model = inputs_q.shape[-1]
+    heads_shape = (self.num_heads, self.head_dim)
+    q_std = (d_model * self.head_dim) ** -0.5 if self.scale == 1.0 else d_model**-0.5
+
+    def dense(name, std, features, axis, kernel_axes, bias_axes):
+      return nn.DenseGeneral(
+        features=features,
+        axis=axis,
+        use_bias=self.use_bias,
+        dtype=self.dtype,
+        param_dtype=self.param_dtype,
+        kernel_init=nn.with_logical_partitioning(nn.initializers.normal(std), kernel_axes),
+        bias_init=nn.with_logical_partitioning(nn.initializers.zeros, bias_axes),
+        name=name,
+      )
+
+    in_axes, head_bias = ("embed", "heads", "kv"), ("heads", "kv")
+    query = dense("query", q_std, heads_shape, -1, in_axes, head_bias)(inputs_q)
+    key = dense("key", d_model**-0.5, heads_shape, -1, in_axes, head_bias)(inputs_kv)
+    value = dense("value", d_model**-0.5, heads_shape, -1, in_axes, head_bias)(inputs_kv)
+
+    if decode:
+      is_initialized = self.has_variable("cache", "cached_key")
+      cached_key = self.variable("cache", "cached_key", jnp.zeros, key.shape, key.dtype)
+      cached_value = self.variable("cache", "cached_value", jnp.zeros, value.shape, value.dtype)
+      cache_index = self.variable("cache", "cache_index", lambda: jnp.array(0, jnp.int32))
+      if is_initialized:
+        idx = cache_index.value
+        zero = jnp.array(0, jnp.int32)
+        key = jax.lax.dynamic_update_slice(cached_key.value, key, (zero, idx, zero, zero))
+        value = jax.lax.dynamic_update_slice(cached_value.value, value, (zero, idx, zero, zero))
+        cached_key.value, cached_value.value = key, value
+        cache_index.value = idx + inputs_q.shape[1]
+
+    x = jax.nn.dot_product_attention(
+      query.astype(self.dtype),
+      key.astype(self.dtype),
+      value.astype(self.dtype),
+      bias=None if bias is None else bias.astype(self.dtype),
+      mask=mask,
+      scale=self.scale,
+    )
+    x = nn.Dropout(self.dropout_rate)(x, deterministic=deterministic)
+    out = dense(
+      "out",
+      (self.num_heads * self.head_dim) ** -0.5,
+      d_model,
+      (-2, -1),
+      ("heads", "kv", "embed"),
+      ("embed",),
+    )
+    return out(x)
+
+
+class MlpBlock(nn.Module):
+  """T5 MLP: `relu` (original T5: wi, wo) or `gated-gelu` (T5.1.1: wi_0, wi_1, wo)."""
+
+  d_ff: int
+  activation: str = "relu"
+  dropout_rate: float = 0.0
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, deterministic=True):
+    d_model = x.shape[-1]
+
+    def dense(name, features, axes, fan_in):
+      return nn.Dense(
+        features,
+        use_bias=False,
+        dtype=self.dtype,
+        param_dtype=self.param_dtype,
+        kernel_init=nn.with_logical_partitioning(nn.initializers.normal(fan_in**-0.5), axes),
+        name=name,
+      )
+
+    if self.activation == "relu":
+      h = nn.relu(dense("wi", self.d_ff, ("embed", "mlp"), d_model)(x))
+    elif self.activation == "gated-gelu":
+      gate = nn.gelu(dense("wi_0", self.d_ff, ("embed", "mlp"), d_model)(x), approximate=True)
+      h = gate * dense("wi_1", self.d_ff, ("embed", "mlp"), d_model)(x)
+    else:
+      raise ValueError(
+        f"t5 mlp activation {self.activation!r} unknown; use 'relu' or 'gated-gelu'."
+      )
+    h = nn.Dropout(self.dropout_rate)(h, deterministic=deterministic)
+    return dense("wo", d_model, ("mlp", "embed"), self.d_ff)(h)
+
+
+def activation_constraint(x, names=("batch", "length", "embed")):
+  """Logical sharding constraint at a block boundary (a no-op without rules and a mesh)."""
+  return nn.with_logical_constraint(x, names)
+
+
+class EncoderLayer(nn.Module):
+  """Pre-norm T5 encoder block: self-attention then MLP, each with a residual."""
+
+  cfg: object  # the `t5` sub-config (see variants.py)
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, bias, mask, deterministic=True):
+    c, kw = self.cfg, dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    drop = nn.Dropout(c.dropout_rate)
+    h = RMSNorm(name="pre_attention_layer_norm", **kw)(x)
+    h = MultiHeadAttention(
+      c.num_heads, c.head_dim, dropout_rate=c.dropout_rate, name="attention", **kw
+    )(h, h, bias, mask, deterministic)
+    x = x + drop(h, deterministic=deterministic)
+    h = RMSNorm(name="pre_mlp_layer_norm", **kw)(x)
+    h = MlpBlock(c.d_ff, c.mlp_activation, c.dropout_rate, name="mlp", **kw)(h, deterministic)
+    return activation_constraint(x + drop(h, deterministic=deterministic))
+
+
+class DecoderLayer(nn.Module):
+  """Pre-norm T5 decoder block: causal self-attention (cached when decoding), cross-attn, MLP."""
+
+  cfg: object
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(
+    self, x, encoded, self_bias, self_mask, cross_mask, deterministic=True, decode=False
+  ):
+    c, kw = self.cfg, dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    drop = nn.Dropout(c.dropout_rate)
+    attn = lambda name: MultiHeadAttention(
+      c.num_heads, c.head_dim, dropout_rate=c.dropout_rate, name=name, **kw
+    )
+    h = RMSNorm(name="pre_self_attention_layer_norm", **kw)(x)
+    h = attn("self_attention")(h, h, self_bias, self_mask, deterministic, decode)
+    x = x + drop(h, deterministic=deterministic)
+    h = RMSNorm(name="pre_cross_attention_layer_norm", **kw)(x)
+    h = attn("encoder_decoder_attention")(h, encoded, None, cross_mask, deterministic)
+    x = x + drop(h, deterministic=deterministic)
+    h = RMSNorm(name="pre_mlp_layer_norm", **kw)(x)
+    h = MlpBlock(c.d_ff, c.mlp_activation, c.dropout_rate, name="mlp", **kw)(h, deterministic)
+    return activation_constraint(x + drop(h, deterministic=deterministic))
+
+
+REMAT_POLICIES: dict[str, Callable | None] = {
+  "full": None,  # save nothing; recompute the whole block
+  "dots": jax.checkpoint_policies.checkpoint_dots,
+  "dots_no_batch": jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
+}
+
+
+def maybe_remat(block_cls, policy: str, static_argnums):
+  """`block_cls` wrapped in `nn.remat` under a named policy ('none' returns it unchanged)."""
+  if policy in ("none", "", None):
+    return block_cls
+  if policy not in REMAT_POLICIES:
+    raise ValueError(
+      f"remat_policy {policy!r} unknown; use 'none' or one of {list(REMAT_POLICIES)}."
+    )
+  return nn.remat(block_cls, policy=REMAT_POLICIES[policy], static_argnums=static_argnums)

@@ -1,0 +1,89 @@
+"""Heatmap/score heads: transposed conv vs a numpy scatter reference, upsampling shapes, norms."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rahf_jax.models import heatmap_head
+from rahf_jax.models.score_head import ScoreHead
+
+
+def _numpy_conv_transpose(x, w_io, stride=2, padding=1, output_padding=1):
+  """PyTorch ConvTranspose2d semantics by definition: out[s*i + a - p] += x[i] * w[a].
+
+  x [h, w, cin], w_io [k, k, cin, cout] -> [(h-1)s - 2p + k + op, ...same, cout].
+  """
+  h, wd, _ = x.shape
+  k, cout = w_io.shape[0], w_io.shape[3]
+  oh = (h - 1) * stride - 2 * padding + k + output_padding
+  ow = (wd - 1) * stride - 2 * padding + k + output_padding
+  out = np.zeros((oh + 2 * k, ow + 2 * k, cout))
+  for i in range(h):
+    for j in range(wd):
+      for a in range(k):
+        for b in range(k):
+          out[stride * i + a - padding + k, stride * j + b - padding + k] += x[i, j] @ w_io[a, b]
+  return out[k : k + oh, k : k + ow]
+
+
+def test_deconv_matches_pytorch_definition_and_lax():
+  rs = np.random.RandomState(0)
+  x = rs.randn(1, 5, 4, 3).astype(np.float32)
+  m = heatmap_head.deconv(2, "d", jnp.float32, jnp.float32)
+  v = nn.unbox(m.init(jax.random.key(0), x))
+  kernel = np.asarray(v["params"]["kernel"])  # [k, k, out, in] (transpose_kernel=True)
+  assert kernel.shape == (3, 3, 2, 3)
+  got = np.asarray(m.apply(v, x))[0]
+  ref = _numpy_conv_transpose(x[0], kernel.transpose(0, 1, 3, 2))
+  assert got.shape == (10, 8, 2)
+  np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
+  # Same numbers from jax.lax.conv_transpose (kernel read as a forward conv's HWIO).
+  lax_out = jax.lax.conv_transpose(
+    x,
+    kernel,
+    (2, 2),
+    ((1, 2), (1, 2)),
+    dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    transpose_kernel=True,
+  )
+  np.testing.assert_allclose(lax_out[0], ref, rtol=1e-4, atol=1e-5)
+
+
+def test_heatmap_head_upsamples_24_to_384_in_four_steps():
+  head = heatmap_head.HeatmapHead(pre_convs=(4,), up_channels=(4, 4, 4, 4), final_convs=(4,))
+  x = jnp.ones((1, 24, 24, 8))
+  shapes = jax.eval_shape(head.init_with_output, jax.random.key(0), x)
+  out, params = shapes
+  assert out.shape == (1, 384, 384) and out.dtype == jnp.float32
+  deconvs = sorted(k for k in params["params"] if k.endswith("_deconv"))
+  assert deconvs == [f"up_{i}_deconv" for i in range(4)]
+  # Each stride-2 step doubles the grid: follow the intermediate shapes.
+  _, state = head.apply(
+    nn.unbox(head.init(jax.random.key(0), x)),
+    x,
+    capture_intermediates=lambda m, _: m.name and m.name.endswith("_deconv"),
+    mutable=["intermediates"],
+  )
+  sizes = [state["intermediates"][f"up_{i}_deconv"]["__call__"][0].shape[1] for i in range(4)]
+  assert sizes == [48, 96, 192, 384]
+
+
+def test_channel_rms_norm_matches_numpy():
+  x = np.random.RandomState(2).randn(2, 3, 3, 6).astype(np.float32)
+  m = heatmap_head.ChannelRMSNorm()
+  v = nn.unbox(m.init(jax.random.key(0), x))
+  v = {"params": {"scale": np.arange(6, dtype=np.float32)}}
+  ref = x / np.sqrt((x**2).mean(-1, keepdims=True) + 1e-8) * np.arange(6)
+  np.testing.assert_allclose(m.apply(v, x), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_score_head_layout_and_range():
+  head = ScoreHead(convs=(8, 4), dense=(16,))
+  x = jnp.asarray(np.random.RandomState(3).randn(2, 6, 6, 10), jnp.float32)
+  v = nn.unbox(head.init(jax.random.key(0), x))
+  out = head.apply(v, x)
+  assert out.shape == (2,) and bool(jnp.all((out > 0) & (out < 1)))
+  # Dense input = flattened grid x last conv width (as the reproduction's 12 x 576).
+  assert v["params"]["dense_0"]["kernel"].shape == (6 * 6 * 4, 16)
+  assert v["params"]["dense_1"]["kernel"].shape == (16, 1)

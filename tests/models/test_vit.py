@@ -1,0 +1,59 @@
+"""ViT: variant table, patch order and position handling against a numpy reference."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rahf_jax.models import vit
+
+
+def test_decode_variant_matches_published_sizes():
+  # ViT paper, Table 1: B = 768 wide, 12 deep, MLP 3072, 12 heads; L = 1024, 24, 4096, 16.
+  assert vit.decode_variant("B/16") == dict(
+    width=768, depth=12, mlp_dim=3072, num_heads=12, patch_size=16
+  )
+  assert vit.decode_variant("L/16") == dict(
+    width=1024, depth=24, mlp_dim=4096, num_heads=16, patch_size=16
+  )
+  with pytest.raises(ValueError, match="unknown"):
+    vit.decode_variant("Q/16")
+
+
+def _zero_depth_vit(image_size=32, patch=8, cls=True):
+  return vit.ViT(
+    width=6, depth=0, mlp_dim=8, num_heads=2, patch_size=patch, image_size=image_size, cls_token=cls
+  )
+
+
+def test_patch_order_and_position_embedding_against_numpy():
+  """Tokens are row-major patches (+ posemb per position, class token first), as ViT defines."""
+  m = _zero_depth_vit()
+  img = np.random.RandomState(0).uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
+  v = nn.unbox(m.init(jax.random.key(0), img))
+  p = jax.tree.map(np.asarray, v["params"])
+  pe = p["Transformer"]["posembed_input"]["pos_embedding"]
+  assert pe.shape == (1, 1 + 16, 6) and p["cls"].shape == (1, 1, 6)
+  # Reference: cut 8x8 patches row by row, flatten (y, x, c), project, add the table, LayerNorm.
+  patches = img.reshape(2, 4, 8, 4, 8, 3).transpose(0, 1, 3, 2, 4, 5).reshape(2, 16, 192)
+  tok = patches @ p["embedding"]["kernel"].reshape(192, 6) + p["embedding"]["bias"]
+  tok = np.concatenate([np.broadcast_to(p["cls"], (2, 1, 6)), tok], axis=1) + pe
+  mu, var = tok.mean(-1, keepdims=True), tok.var(-1, keepdims=True)
+  ln = p["Transformer"]["encoder_norm"]
+  ref = (tok - mu) / np.sqrt(var + 1e-6) * ln["scale"] + ln["bias"]
+  np.testing.assert_allclose(m.apply(v, img), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_any_resolution_divisible_by_patch():
+  for size, cls, n in ((48, True, 37), (64, False, 64)):
+    out = jax.eval_shape(
+      _zero_depth_vit(size, 8, cls).init_with_output,
+      jax.random.key(0),
+      jnp.zeros((1, size, size, 3)),
+    )[0]
+    assert out.shape == (1, n, 6)
+  with pytest.raises(ValueError, match="divisible"):
+    jax.eval_shape(_zero_depth_vit(36, 8).init, jax.random.key(0), jnp.zeros((1, 36, 36, 3)))
+  with pytest.raises(ValueError, match="image_size"):
+    jax.eval_shape(_zero_depth_vit(32, 8).init, jax.random.key(0), jnp.zeros((1, 48, 48, 3)))
