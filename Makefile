@@ -1,0 +1,48 @@
+# rahf-jax: `make` lists the targets. A newcomer needs only `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+DEMO_OUT ?= demo_out
+
+.DEFAULT_GOAL := help
+.PHONY: help install test test-fast demo data bench lint format clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## make .venv and install -e .[dev] (done automatically by test/demo)
+
+test: $(STAMP)  ## run every test (CPU, 8 fake devices); about 10 minutes on 2 cores
+	$(PY) -m pytest -n 2 --dist loadfile -q -rs tests
+
+test-fast: $(STAMP)  ## the tests without the slow end-to-end ones
+	$(PY) -m pytest -n 2 --dist loadfile -q -m 'not slow' tests
+
+demo: $(STAMP)  ## synthetic RichHF data -> tfds build -> train tiny -> evaluate -> $(DEMO_OUT)/
+	$(VENV)/bin/rahf-jax demo --out $(DEMO_OUT)
+
+data: $(STAMP)  ## only make the demo's synthetic RichHF-format data and build it with tfds
+	$(VENV)/bin/rahf-jax demo --out $(DEMO_OUT) --data_only
+
+bench: $(STAMP)  ## CPU benchmark of the tiny config (GPU: see bench/README.md)
+	$(PY) bench/bench_model.py --sizes tiny --variants multihead,augmented
+	$(PY) bench/bench_input_pipeline.py
+
+lint: $(STAMP)  ## ruff check + format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)  ## ruff format + autofix
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:  ## remove the demo output and caches (keeps .venv)
+	rm -rf $(DEMO_OUT) .pytest_cache .ruff_cache

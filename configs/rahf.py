@@ -1,0 +1,93 @@
+r"""RAHF training configs: `get_config("<size>,<variant>[,runlocal]")`.
+
+  size     tiny | B16_t5base_384 (the paper's backbones) | L16_t5base_384 (the reproduction's)
+  variant  multihead (2 heatmap heads, 4 score heads, decoder) | augmented (type in the prompt)
+  runlocal a few steps, for a smoke run of a big size on one host
+
+Runs (the data is the TFDS `richhf18k` build; `make data` makes a synthetic one in demo_out/tfds):
+
+  # The demo's training (tiny, CPU, about 10 minutes on 2 cores; on the synthetic test split
+  # it reaches the figures in README.md's demo section):
+  rahf-jax train --config configs/rahf.py:tiny,multihead --workdir /tmp/rahf_tiny \
+      --config.data.data_dir=demo_out/tfds
+
+  # The paper's setting (ViT-B/16 + t5-base, batch 256, 20K steps; TPU pod or multi-GPU, FSDP):
+  rahf-jax train --config configs/rahf.py:B16_t5base_384,augmented --workdir $WORKDIR \
+      --config.data.data_dir=$TFDS_DATA_DIR --config.distributed=True
+
+  # The reproduction's backbones (ViT-L/16 + t5-base), multi-head, as in its README:
+  rahf-jax train --config configs/rahf.py:L16_t5base_384,multihead --workdir $WORKDIR \
+      --config.data.data_dir=$TFDS_DATA_DIR
+
+Every training field is documented in rahf_jax/train/default_train_config.py, every model field in
+rahf_jax/models/variants.py. Any field can be overridden with `--config.<field>=<value>`.
+"""
+
+import ml_collections
+
+from rahf_jax import features
+from rahf_jax.models.variants import MODEL_SIZES
+from rahf_jax.train.default_train_config import train_config_defaults
+
+
+def get_config(arg: str = "tiny,multihead") -> ml_collections.ConfigDict:
+  """The config named by `arg` ("<size>,<variant>[,runlocal]")."""
+  parts = [a.strip() for a in arg.split(",")]
+  size, variant, flags = parts[0], (parts[1:2] or [features.MULTI_HEAD])[0], parts[2:]
+  if size not in MODEL_SIZES:
+    raise ValueError(f"config size {size!r} unknown; use one of {sorted(MODEL_SIZES)}.")
+  if variant not in features.VARIANTS:
+    raise ValueError(f"config variant {variant!r} unknown; use one of {features.VARIANTS}.")
+  unknown = set(flags) - {"runlocal"}
+  if unknown:
+    raise ValueError(f"config flags {sorted(unknown)} unknown; the only flag is 'runlocal'.")
+
+  c = train_config_defaults()
+  c.model.size = size
+  c.model.variant = variant
+
+  if size == "tiny":
+    # Sized for 2 CPU cores: the demo's training.
+    c.batch_size = 32
+    c.eval_batch_size = 64
+    c.num_train_steps = 1500
+    c.warmup_steps = 100
+    c.learning_rate = 1e-3
+    c.end_lr = 1e-4
+    c.weight_decay = 1e-4
+    c.log_every = 50
+    c.eval_every = 500
+    c.checkpoint_every = 500
+    c.data.prompt_len = 32
+    c.data.target_len = 32
+  else:
+    # The paper's schedule (batch 256, 20K steps, AdamW) with the reproduction's learning rates.
+    c.batch_size = 256
+    c.eval_batch_size = 256
+    c.num_train_steps = 20_000
+    c.warmup_steps = 500
+    c.learning_rate = 2e-5
+    c.end_lr = 1e-5
+    c.weight_decay = 2e-3
+    c.log_every = 50
+    c.eval_every = 1000
+    c.checkpoint_every = 1000
+    c.mesh.data = 1
+    c.mesh.fsdp = -1
+    c.logical_rules = "fsdp"
+    c.data.prompt_len = 64
+    c.data.target_len = 64
+    if variant == features.AUGMENTED_PROMPT:
+      # Room for the output-type prefix written in front of the prompt.
+      c.data.prompt_len = 72
+
+  if "runlocal" in flags:
+    c.batch_size = 8
+    c.eval_batch_size = 8
+    c.num_train_steps = 10
+    c.warmup_steps = 2
+    c.log_every = 1
+    c.eval_every = 5
+    c.checkpoint_every = 5
+    c.num_eval_batches = 2
+  return c
