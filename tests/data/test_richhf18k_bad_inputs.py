@@ -1,0 +1,185 @@
+"""Bad and odd inputs: none crashes the build or vanishes; each is counted with its uid.
+
+The odd build (conftest.richhf18k_odd_data_dir) holds one train record of each oddity
+(synthetic.ODDITY_KINDS); the manifest names its uid.
+"""
+
+import io
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from PIL import Image
+from richhf_fixtures import TINY, build_richhf18k, read_built
+
+from rahf_jax.data import synthetic, synthetic_scenes
+from rahf_jax.data.richhf18k import media_checks, richhf18k_dataset_builder
+
+SKIPPED = ("missing_image", "undecodable_image", "undecodable_heatmap")
+
+
+@pytest.fixture(scope="module")
+def odd(synthetic_oddities, richhf18k_odd_data_dir):
+  """(report, built train examples by uid, oddity uids, oddity scenes)."""
+  _, manifest = synthetic_oddities
+  path = os.path.join(richhf18k_odd_data_dir, "richhf18k", "1.0.0", "build_report.json")
+  with open(path, encoding="utf-8") as f:
+    report = json.load(f)
+  scenes = {kind: s for kind, s, _, _ in synthetic._oddities(synthetic.SyntheticConfig(**TINY))}
+  return report, read_built(richhf18k_odd_data_dir, "train"), manifest["oddities"], scenes
+
+
+def _issue(report, kind, split="train"):
+  return report["splits"][split]["issues"][kind]
+
+
+def test_totals_add_up(odd):
+  report, built, _, _ = odd
+  train = report["splits"]["train"]
+  n_records = TINY["num_train"] + len(synthetic.ODDITY_KINDS)
+  assert train["label_records"] == n_records
+  assert train["skipped"] == len(SKIPPED)
+  assert train["examples_written"] == len(built) == n_records - len(SKIPPED)
+  for split in ("dev", "test"):  # the oddities are all in train
+    assert report["splits"][split]["examples_written"] == TINY[f"num_{split}"]
+
+
+def test_missing_image(odd):
+  report, built, uids, _ = odd
+  assert _issue(report, "missing_image") == {"count": 1, "uids": [uids["missing_image"]]}
+  assert uids["missing_image"] not in built
+
+
+def test_undecodable_image(odd):
+  report, built, uids, _ = odd
+  assert _issue(report, "undecodable_image") == {"count": 1, "uids": [uids["undecodable_image"]]}
+  assert uids["undecodable_image"] not in built
+
+
+def test_undecodable_heatmap(odd):
+  report, built, uids, _ = odd
+  assert _issue(report, "undecodable_heatmap") == {
+    "count": 1,
+    "uids": [uids["undecodable_heatmap"]],
+  }
+  assert uids["undecodable_heatmap"] not in built
+
+
+def test_heatmap_not_512_is_resized(odd, richhf18k_odd_data_dir):
+  report, _, uids, scenes = odd
+  uid = uids["heatmap_resized"]
+  assert _issue(report, "heatmap_resized") == {"count": 1, "uids": [uid]}
+  ex = read_built(richhf18k_odd_data_dir, "train", decode_media=True)[uid]
+  assert ex["heatmap_implausibility"].shape == (512, 512, 1)
+  original = scenes["heatmap_resized"].artifact_map.astype(float)  # before the 256 round trip
+  assert np.abs(ex["heatmap_implausibility"][..., 0] - original).mean() < 3
+  np.testing.assert_array_equal(  # the other map was fine and is kept exactly
+    ex["heatmap_misalignment"][..., 0], scenes["heatmap_resized"].misalignment_map
+  )
+
+
+def test_label_count_mismatch_is_kept_and_flagged(odd):
+  report, built, uids, scenes = odd
+  uid = uids["label_count_mismatch"]
+  assert _issue(report, "label_count_mismatch") == {"count": 1, "uids": [uid]}
+  ex, scene = built[uid], scenes["label_count_mismatch"]
+  assert not ex["word_labels_valid"]
+  assert ex["word_labels"].tolist() == scene.labels + [1]  # as given: one label too many
+  assert [w.decode() for w in ex["words"]] == scene.words
+  assert ex["target"].decode() == " ".join(scene.words)  # no marks
+  assert "_0" not in ex["target"].decode()
+  assert ex["plausibility"] == np.float32(scene.scores["artifact_score"])  # scores kept
+  assert sum(not e["word_labels_valid"] for e in built.values()) == 1
+
+
+def test_empty_prompt_is_kept(odd):
+  report, built, uids, _ = odd
+  uid = uids["empty_prompt"]
+  assert _issue(report, "empty_prompt") == {"count": 1, "uids": [uid]}
+  ex = built[uid]
+  assert ex["prompt"] == b"" and ex["target"] == b""
+  assert len(ex["words"]) == 0 and len(ex["word_labels"]) == 0 and ex["word_labels_valid"]
+
+
+def test_non_ascii_and_quotes_kept_exactly(odd):
+  report, built, uids, scenes = odd
+  uid = uids["non_ascii_prompt"]
+  assert _issue(report, "non_ascii_prompt") == {"count": 1, "uids": [uid]}
+  ex = built[uid]
+  prompt = ex["prompt"].decode("utf-8")
+  assert prompt == scenes["non_ascii_prompt"].prompt
+  assert prompt.startswith('a "dreamy" café-style picture — naïve: ')
+  words = [w.decode("utf-8") for w in ex["words"]]
+  assert words[:6] == ["a", "dreamy", "café-style", "picture", "—", "naïve"]
+  assert ex["word_labels_valid"] and len(ex["word_labels"]) == len(words)
+
+
+def test_summary_is_logged(synthetic_source, tmp_path, caplog):
+  caplog.set_level("INFO")
+  build_richhf18k(synthetic_source[0], tmp_path)
+  assert any("richhf18k[train]: wrote 24/24" in r.getMessage() for r in caplog.records)
+
+
+def test_missing_manual_dir_names_the_layout(tmp_path):
+  with pytest.raises(FileNotFoundError, match="expected manual_dir layout: train.tfrecord"):
+    build_richhf18k(tmp_path / "does_not_exist", tmp_path / "data")
+
+
+def test_labels_without_images_names_the_layout(tmp_path, synthetic_source):
+  manual = tmp_path / "manual"
+  manual.mkdir()
+  for split in ("train", "dev", "test"):
+    shutil.copy(synthetic_source[0] / f"{split}.tfrecord", manual)
+  with pytest.raises(FileNotFoundError, match=r"pickapic/\*\.parquet .* captions\.jsonl"):
+    build_richhf18k(manual, tmp_path / "data")
+
+
+def test_absent_labels_are_downloaded_from_the_official_urls(
+  tmp_path, synthetic_source, monkeypatch
+):
+  """With the labels absent the builder asks for the official files (no network here)."""
+  manual = tmp_path / "manual"
+  shutil.copytree(synthetic_source[0] / "pickapic", manual / "pickapic")
+  shutil.copy(synthetic_source[0] / "train.tfrecord", manual)
+  asked = []
+
+  def fake_download(self, url_or_urls):
+    asked.append(url_or_urls)
+    raise ConnectionError("no network in tests")
+
+  monkeypatch.setattr(tfds.download.DownloadManager, "download", fake_download)
+  with pytest.raises(
+    FileNotFoundError, match=r"could not download \['dev.tfrecord', 'test.tfrecord'\]"
+  ):
+    build_richhf18k(manual, tmp_path / "data")
+  base = "https://media.githubusercontent.com/media/google-research-datasets/richhf-18k/main/"
+  assert asked == [{"dev": base + "dev.tfrecord", "test": base + "test.tfrecord"}]
+
+
+def test_checksums_are_the_official_ones():
+  infos = richhf18k_dataset_builder.Builder.url_infos
+  base = "https://media.githubusercontent.com/media/google-research-datasets/richhf-18k/main/"
+  expected = {  # RAHF_REFERENCE.md s2
+    "train.tfrecord": (
+      150710286,
+      "3ab17365e49aeaa8d8c32e5317161be28092c83111a8d8eb0d2658895fab2d33",
+    ),
+    "dev.tfrecord": (9163974, "6db154c91b5673bf58de822eef4618a4ee6f3f7cd56a7749fefdd44f57b4755a"),
+    "test.tfrecord": (10112337, "6819ef72631de3af32904f2af3c990b8be0c9597ef3917b9cf0a799161156049"),
+  }
+  assert set(infos) == {base + name for name in expected}
+  for name, (size, sha) in expected.items():
+    assert (int(infos[base + name].size), infos[base + name].checksum) == (size, sha)
+
+
+def test_image_in_a_format_tensorflow_cannot_read_is_reencoded():
+  buf = io.BytesIO()
+  Image.fromarray(np.full((8, 8, 3), 200, np.uint8)).save(buf, format="TIFF")
+  data, issue = media_checks.check_image(buf.getvalue())
+  assert issue == "reencoded_image" and data.startswith(b"\x89PNG")
+  assert (
+    media_checks.check_image(synthetic_scenes.encode_jpeg(np.zeros((4, 4, 3), np.uint8)))[1] is None
+  )
