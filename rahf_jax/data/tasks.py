@@ -1,0 +1,145 @@
+"""SeqIO tasks over the TFDS dataset `richhf18k`, one per RAHF variant.
+
+`register_tasks(data_dir=..., image_size=..., heatmap_size=..., vocabulary=..., suffix=...)`
+registers (or re-registers, so it is idempotent)
+
+  richhf18k_multihead<suffix>   one example per (image, prompt), all seven targets
+  richhf18k_augmented<suffix>   one example per (image, prompt, output type): the output type is
+                                written in front of the prompt as
+                                features.augmented_prompt(type, prompt), e.g.
+                                "HEATMAP: implausibility | a red cube on grass"
+
+and returns {variant: task name}. The tasks' features are described in preprocessors.py; the
+feature converters in feature_converter.py turn them into model features.
+
+Importing this module registers two default pairs (no data is read at import):
+
+  richhf18k_multihead, richhf18k_augmented            T5 vocabulary, image 384, heatmaps 384
+  richhf18k_multihead_demo, richhf18k_augmented_demo  demo vocabulary, image 64, heatmaps 64
+
+both over the TFDS data dir in $RAHF_DATA_DIR (TFDS's default data dir when unset). Call
+register_tasks again with your own data dir and sizes to override them or add more.
+
+Metric functions: the evaluation code attaches seqio metric functions through the
+`metric_fns` argument (seqio calls them with (targets, predictions) after decoding);
+the default registrations have none.
+"""
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+
+import seqio
+
+from rahf_jax import features as F
+from rahf_jax.data import preprocessors, vocab
+
+TFDS_NAME = "richhf18k"
+TFDS_VERSION = "1.0.0"
+TASK_PREFIX = "richhf18k"
+DEFAULT_SHUFFLE_BUFFER_SIZE = 256
+DATA_DIR_ENV = "RAHF_DATA_DIR"
+
+# Task name -> variant, for every task registered here.
+_TASK_VARIANTS: dict[str, str] = {}
+
+
+def task_name(variant: str, suffix: str = "") -> str:
+  """The registered name of a variant's task."""
+  if variant not in F.VARIANTS:
+    raise ValueError(f"Unknown variant {variant!r}; use one of {F.VARIANTS}.")
+  return f"{TASK_PREFIX}_{variant}{suffix}"
+
+
+def variant_of(name: str) -> str:
+  """The variant (features.MULTI_HEAD or features.AUGMENTED_PROMPT) of a task registered here."""
+  if name not in _TASK_VARIANTS:
+    raise ValueError(
+      f"Task {name!r} was not registered by rahf_jax.data.tasks; call "
+      f"register_tasks(...) first (registered: {sorted(_TASK_VARIANTS)})."
+    )
+  return _TASK_VARIANTS[name]
+
+
+def register_tasks(
+  *,
+  data_dir: str | None,
+  image_size: int,
+  heatmap_size: int,
+  vocabulary: seqio.Vocabulary,
+  suffix: str = "",
+  tfds_version: str = TFDS_VERSION,
+  shuffle_buffer_size: int = DEFAULT_SHUFFLE_BUFFER_SIZE,
+  metric_fns: Sequence[Callable] = (),
+  source: seqio.DataSource | None = None,
+) -> dict[str, str]:
+  """Registers the multi-head and augmented-prompt tasks; returns {variant: task name}.
+
+  Args:
+    data_dir: TFDS data dir holding richhf18k (None: TFDS's default).
+    image_size: model input resolution (square).
+    heatmap_size: heatmap head output resolution (square).
+    vocabulary: SentencePiece vocabulary for prompts and targets (see vocab.py).
+    suffix: appended to the task names, e.g. "_demo".
+    tfds_version: version of the richhf18k dataset to read.
+    shuffle_buffer_size: examples held for shuffling (after image resizing, so memory
+      grows with image_size**2).
+    metric_fns: seqio metric functions for evaluation (given by the evaluation code).
+    source: another seqio data source with richhf18k's features and splits (default: the
+      TFDS dataset in data_dir).
+  """
+  if image_size <= 0 or heatmap_size <= 0:
+    raise ValueError(
+      f"image_size and heatmap_size must be positive, got {image_size}, {heatmap_size}."
+    )
+  if source is None:
+    source = seqio.TfdsDataSource(tfds_name=f"{TFDS_NAME}:{tfds_version}", tfds_data_dir=data_dir)
+  output_features = {
+    "inputs": seqio.Feature(vocabulary=vocabulary, add_eos=True),
+    "targets": seqio.Feature(vocabulary=vocabulary, add_eos=True),
+  }
+  builders = {
+    F.MULTI_HEAD: preprocessors.multihead_preprocessors,
+    F.AUGMENTED_PROMPT: preprocessors.augmented_preprocessors,
+  }
+  names = {}
+  for variant, make_preprocessors in builders.items():
+    name = task_name(variant, suffix)
+    if name in seqio.TaskRegistry.names():
+      seqio.TaskRegistry.remove(name)
+    seqio.TaskRegistry.add(
+      name,
+      source=source,
+      preprocessors=make_preprocessors(image_size=image_size, heatmap_size=heatmap_size),
+      output_features=output_features,
+      metric_fns=list(metric_fns),
+      shuffle_buffer_size=shuffle_buffer_size,
+    )
+    _TASK_VARIANTS[name] = variant
+    names[variant] = name
+  return names
+
+
+def registered_tasks() -> Mapping[str, str]:
+  """{task name: variant} of every task registered here."""
+  return dict(_TASK_VARIANTS)
+
+
+def _register_defaults() -> None:
+  data_dir = os.environ.get(DATA_DIR_ENV) or None
+  register_tasks(
+    data_dir=data_dir,
+    image_size=384,
+    heatmap_size=384,
+    vocabulary=vocab.t5_vocabulary(),
+  )
+  if os.path.exists(vocab.DEMO_VOCAB_PATH):
+    register_tasks(
+      data_dir=data_dir,
+      image_size=64,
+      heatmap_size=64,
+      vocabulary=vocab.demo_vocabulary(),
+      suffix="_demo",
+    )
+
+
+_register_defaults()
