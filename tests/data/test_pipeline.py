@@ -119,3 +119,18 @@ def test_bad_arguments_raise(task_names):
     _batches(task_names[F.MULTI_HEAD], 1, shard_index=2, num_shards=2)
   with pytest.raises(ValueError, match="register_tasks"):
     _batches("richhf18k_nonexistent", 1)
+
+
+def test_resume_on_a_real_build(richhf18k_data_dir):
+  names = tasks.register_tasks(
+    data_dir=str(richhf18k_data_dir),
+    image_size=8,
+    heatmap_size=4,
+    vocabulary=vocab.demo_vocabulary(),
+    suffix="_pipeline_real",
+  )
+  # 24 train examples, batches of 5: batches 4..6 cross the first epoch boundary.
+  fresh = _batches(names[F.MULTI_HEAD], 7, batch_size=5, seed=11)
+  _assert_same(_batches(names[F.MULTI_HEAD], 3, batch_size=5, seed=11, start_batch=4), fresh[4:])
+  other = _batches(names[F.MULTI_HEAD], 7, batch_size=5, seed=12)
+  assert any(not np.array_equal(a["image"], b["image"]) for a, b in zip(fresh, other, strict=True))
