@@ -1,0 +1,151 @@
+"""The train state, and the ONE abstract-state function that init and restore both target.
+
+`get_abstract_state` runs `model.init` and `tx.init` under `jax.eval_shape` (no memory, no
+FLOPs), reads the logical axis names every parameter carries (`nn.with_logical_partitioning`),
+maps them to mesh shardings with the logical rules, and gives the optimizer state the
+shardings of the parameters it mirrors (`optax.tree_map_params`). `init_state` jits the same
+init with `out_shardings=state_shardings`, so every array is born on its shard; orbax restores
+into the same abstract state (rahf_jax/train/checkpointing.py).
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+from jax.sharding import NamedSharding, PartitionSpec
+
+# The three model inputs that `model.init` needs (rahf_jax/features.py names).
+MODEL_INPUTS = ("image", "prompt_ids", "decoder_input_ids")
+
+
+class TrainState(struct.PyTreeNode):
+  """Everything a train step reads and writes; a pytree of arrays (checkpointed as is).
+
+  Attributes:
+    step: int32 scalar, number of train steps taken.
+    params: the model's parameters (unboxed).
+    opt_state: the optax state.
+    rng: uint32[2] base key; the dropout key of step t is fold_in(rng, t).
+  """
+
+  step: jax.Array
+  params: Any
+  opt_state: Any
+  rng: jax.Array
+
+  def dropout_key(self) -> jax.Array:
+    """The dropout key of this step: the base key folded with the step."""
+    return jax.random.fold_in(self.rng, self.step)
+
+
+def input_shapes(example_batch_shapes: Mapping[str, Any]) -> dict[str, jax.ShapeDtypeStruct]:
+  """ShapeDtypeStructs of the model inputs, from arrays or shape/dtype structs."""
+  missing = [k for k in MODEL_INPUTS if k not in example_batch_shapes]
+  if missing:
+    raise ValueError(f"example_batch_shapes lacks {missing}; pass a batch of model features.")
+  return {
+    k: jax.ShapeDtypeStruct(tuple(example_batch_shapes[k].shape), example_batch_shapes[k].dtype)
+    for k in MODEL_INPUTS
+  }
+
+
+def _init_variables(model: nn.Module, rng: jax.Array, shapes: Mapping[str, Any]):
+  params_rng, dropout_rng = jax.random.split(rng)
+  inputs = [jnp.zeros(shapes[k].shape, shapes[k].dtype) for k in MODEL_INPUTS]
+  return model.init({"params": params_rng, "dropout": dropout_rng}, *inputs)
+
+
+def make_init_fn(model: nn.Module, tx: optax.GradientTransformation, example_batch_shapes):
+  """A function seed_key -> TrainState (unboxed params, fresh optimizer state)."""
+  shapes = input_shapes(example_batch_shapes)
+
+  def init_fn(key: jax.Array) -> TrainState:
+    init_key, state_key = jax.random.split(key)
+    params = nn.unbox(_init_variables(model, init_key, shapes)["params"])
+    return TrainState(
+      step=jnp.zeros((), jnp.int32),
+      params=params,
+      opt_state=tx.init(params),
+      rng=state_key,
+    )
+
+  return init_fn
+
+
+def get_abstract_state(
+  model: nn.Module,
+  tx: optax.GradientTransformation,
+  mesh: jax.sharding.Mesh,
+  rules,
+  example_batch_shapes: Mapping[str, Any],
+) -> tuple[TrainState, TrainState]:
+  """The abstract train state (ShapeDtypeStructs carrying shardings) and its shardings.
+
+  Args:
+    model: the flax module (its params carry logical axis names).
+    tx: the optimizer.
+    mesh: the device mesh (axes data, fsdp, model).
+    rules: logical axis rules (rahf_jax.train.partitioning.LOGICAL_AXIS_RULES[name]).
+    example_batch_shapes: a batch (arrays or ShapeDtypeStructs) with the model inputs.
+
+  Returns:
+    (abstract_state, state_shardings): two TrainState pytrees with ShapeDtypeStruct leaves
+    (each with `.sharding` set) and NamedSharding leaves.
+  """
+  from rahf_jax.train import partitioning  # the model room's module
+
+  shapes = input_shapes(example_batch_shapes)
+  key = jax.random.PRNGKey(0)
+  boxed = jax.eval_shape(lambda k: _init_variables(model, k, shapes), key)
+  param_specs = nn.get_partition_spec(boxed["params"])
+  param_shardings = partitioning.logical_shardings(param_specs, mesh, rules)
+  abstract = jax.eval_shape(make_init_fn(model, tx, example_batch_shapes), key)
+  replicated = NamedSharding(mesh, PartitionSpec())
+  opt_shardings = optax.tree_map_params(
+    tx,
+    lambda _, sharding: sharding,
+    abstract.opt_state,
+    param_shardings,
+    transform_non_params=lambda _: replicated,
+    is_leaf=lambda x: isinstance(x, NamedSharding),
+  )
+  shardings = TrainState(
+    step=replicated, params=param_shardings, opt_state=opt_shardings, rng=replicated
+  )
+  abstract = jax.tree.map(
+    lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings
+  )
+  return abstract, shardings
+
+
+def init_state(
+  model: nn.Module,
+  tx: optax.GradientTransformation,
+  mesh: jax.sharding.Mesh,
+  rules,
+  example_batch_shapes: Mapping[str, Any],
+  seed: int = 0,
+  state_shardings: TrainState | None = None,
+) -> tuple[TrainState, TrainState]:
+  """A freshly initialised, sharded TrainState and its shardings (same seed -> same state).
+
+  `state_shardings` (from get_abstract_state) skips recomputing them.
+  """
+  shardings = state_shardings
+  if shardings is None:
+    _, shardings = get_abstract_state(model, tx, mesh, rules, example_batch_shapes)
+  init_fn = jax.jit(make_init_fn(model, tx, example_batch_shapes), out_shardings=shardings)
+  # Traced without the mesh/rules context on purpose: flax's DenseGeneral init reshapes boxed
+  # kernels and would apply the N-d logical constraint to the flattened kernel. The
+  # out_shardings place every array on its shard anyway.
+  return init_fn(jax.random.PRNGKey(seed)), shardings
+
+
+def num_params(params: Any) -> int:
+  """Total number of parameter scalars."""
+  return int(sum(np.prod(x.shape) for x in jax.tree.leaves(params)))
