@@ -15,7 +15,9 @@ feature converters in feature_converter.py turn them into model features.
 Importing this module registers two default pairs (no data is read at import):
 
   richhf18k_multihead, richhf18k_augmented            T5 vocabulary, image 384, heatmaps 384
-  richhf18k_multihead_demo, richhf18k_augmented_demo  demo vocabulary, image 64, heatmaps 64
+                                                      (the 384 model sizes of models/variants.py)
+  richhf18k_multihead_demo, richhf18k_augmented_demo  demo vocabulary, image 64, heatmaps 32
+                                                      (the "tiny" model size)
 
 both over the TFDS data dir in $RAHF_DATA_DIR (TFDS's default data dir when unset). Call
 register_tasks again with your own data dir and sizes to override them or add more.
@@ -136,7 +138,7 @@ def _register_defaults() -> None:
     register_tasks(
       data_dir=data_dir,
       image_size=64,
-      heatmap_size=64,
+      heatmap_size=32,
       vocabulary=vocab.demo_vocabulary(),
       suffix="_demo",
     )
