@@ -8,4 +8,9 @@ Importing it registers the TFDS builder `richhf18k`, so that
   richhf18k/     the TFDS builder package
 """
 
-from rahf_jax.data.richhf18k import richhf18k_dataset_builder  # noqa: F401  (registers richhf18k)
+import importlib.util as _importlib_util
+
+# Registering the builder needs TFDS. Without it (a JAX-only accelerator image) the pure
+# Python modules (words) still import; everything TFDS-based fails on its own import.
+if _importlib_util.find_spec("tensorflow_datasets") is not None:
+  from rahf_jax.data.richhf18k import richhf18k_dataset_builder  # noqa: F401  (registers richhf18k)

@@ -9,12 +9,13 @@ Issue kinds (the JSON keys under each split's "issues"):
   undecodable_image    image bytes that do not decode: skipped
   reencoded_image      image decodes but in a format TensorFlow cannot read: re-encoded PNG, kept
   undecodable_heatmap  a heatmap that does not decode: skipped
-  heatmap_resized      a heatmap not 512x512 (or not single channel): resized/converted, kept
+  heatmap_resized      a heatmap not 512x512: converted to grey and resized (bilinear), kept
+  heatmap_reencoded    a 512x512 heatmap not stored as single-channel PNG: converted, kept
   label_count_mismatch label count differs from the word count (or unparseable): kept, flagged
   empty_prompt         prompt with no words: kept
   non_ascii_prompt     prompt with non-ASCII characters: kept exactly (informational)
   duplicate_uid        uid seen before in the same split: kept (keys are record indices)
-  malformed_record     label record lacking one of the eight official keys: skipped
+  malformed_record     label record that does not parse or lacks an official key: skipped
 """
 
 import collections
@@ -29,6 +30,7 @@ SKIPPED_KINDS = ("missing_image", "undecodable_image", "undecodable_heatmap", "m
 KEPT_KINDS = (
   "reencoded_image",
   "heatmap_resized",
+  "heatmap_reencoded",
   "label_count_mismatch",
   "empty_prompt",
   "non_ascii_prompt",
@@ -80,16 +82,27 @@ class SplitReport:
     )
 
 
-def write_report(reports: dict[str, SplitReport], directory: str, extra: dict | None = None) -> str:
-  """Writes `reports` as JSON under `directory`; returns the file path."""
+def write_report(
+  reports: dict[str, SplitReport],
+  directory: str,
+  extra: dict | None = None,
+  log_splits: tuple[str, ...] | None = None,
+  final_directory: str | None = None,
+) -> str:
+  """Writes `reports` as JSON under `directory`; returns the file path.
+
+  Logs the summary of `log_splits` (default: all) and where the report will be found
+  (`final_directory`, when the build renames `directory` at its end).
+  """
   payload = {"splits": {name: r.to_json() for name, r in reports.items()}}
   if extra:
     payload.update(extra)
   path = epath.Path(directory) / REPORT_FILENAME
   path.write_text(json.dumps(payload, indent=2, ensure_ascii=False), encoding="utf-8")
-  for r in reports.values():
-    logging.info(r.summary())
-  logging.info("richhf18k build report: %s", path)
+  for name in reports if log_splits is None else log_splits:
+    logging.info(reports[name].summary())
+  final = epath.Path(final_directory or directory) / REPORT_FILENAME
+  logging.info("richhf18k build report: %s", final)
   return os.fspath(path)
 
 

@@ -3,7 +3,8 @@
 RichHF-18K ships labels only; images and prompts come from Pick-a-Pic v1. Two
 layouts are accepted inside the build's manual_dir:
 
-1. `pickapic/*.parquet`: Pick-a-Pic-style parquet shards (any number, any names)
+1. `pickapic/*.parquet`: Pick-a-Pic-style parquet shards (any number, any names, also in
+   subfolders of pickapic/, e.g. a symlinked Hugging Face `data/` folder)
    with at least the columns `caption`, `image_0_uid`, `image_1_uid`, `jpg_0`,
    `jpg_1` (the Hugging Face `yuvalkirstain/pickapic_v1` layout; a labelled image
    may be on either side of a row). About 190 GB for the real data, so it is
@@ -206,7 +207,10 @@ def find_image_source(manual_dir: str) -> ParquetImageSource | FolderImageSource
   parquet_dir = os.path.join(manual_dir, PARQUET_DIR)
   if os.path.isdir(parquet_dir):
     files = [
-      os.path.join(parquet_dir, n) for n in os.listdir(parquet_dir) if n.endswith(".parquet")
+      os.path.join(root, n)
+      for root, _, names in os.walk(parquet_dir, followlinks=True)
+      for n in names
+      if n.endswith(".parquet")
     ]
     if files:
       return ParquetImageSource(files)

@@ -11,12 +11,13 @@ import shutil
 
 import numpy as np
 import pytest
+import tensorflow as tf
 import tensorflow_datasets as tfds
 from PIL import Image
 from richhf_fixtures import TINY, build_richhf18k, read_built
 
-from rahf_jax.data import synthetic, synthetic_scenes
-from rahf_jax.data.richhf18k import media_checks, richhf18k_dataset_builder
+from rahf_jax.data import build_report, synthetic, synthetic_scenes
+from rahf_jax.data.richhf18k import label_records, media_checks, richhf18k_dataset_builder
 
 SKIPPED = ("missing_image", "undecodable_image", "undecodable_heatmap")
 
@@ -183,3 +184,31 @@ def test_image_in_a_format_tensorflow_cannot_read_is_reencoded():
   assert (
     media_checks.check_image(synthetic_scenes.encode_jpeg(np.zeros((4, 4, 3), np.uint8)))[1] is None
   )
+
+
+def test_malformed_duplicate_and_jpeg_heatmap_records(tmp_path):
+  """Hand-made dev records: garbage bytes, a missing key, a duplicate uid with a JPEG map."""
+  manual = tmp_path / "manual"
+  config = synthetic.SyntheticConfig(num_train=2, num_dev=2, num_test=1, image_size=32, seed=8)
+  synthetic.write_synthetic_richhf(str(manual), config)
+  dev = [r.numpy() for r in tf.data.TFRecordDataset(str(manual / "dev.tfrecord"))]
+  first = label_records.parse_record(dev[0])
+  no_overall = tf.train.Example.FromString(dev[1])
+  del no_overall.features.feature["overall_score"]
+  buf = io.BytesIO()
+  Image.fromarray(np.zeros((512, 512), np.uint8)).save(buf, format="JPEG")
+  first.artifact_map = buf.getvalue()
+  extra = [b"\x01garbage", no_overall.SerializeToString(), label_records.serialize_record(first)]
+  label_records.write_tfrecord(str(manual / "dev.tfrecord"), dev + extra)
+  build_richhf18k(manual, tmp_path / "data")
+  report = build_report.read_report(str(tmp_path / "data" / "richhf18k" / "1.0.0"))["splits"]
+  issues = {k: v for k, v in report["dev"]["issues"].items() if v["count"]}
+  assert issues == {
+    "malformed_record": {"count": 2, "uids": ["record#2", "record#3"]},
+    "duplicate_uid": {"count": 1, "uids": [first.uid]},
+    "heatmap_reencoded": {"count": 1, "uids": [first.uid]},
+  }
+  assert report["dev"]["label_records"] == 5 and report["dev"]["examples_written"] == 3
+  built = tfds.builder("richhf18k", data_dir=str(tmp_path / "data")).as_dataset("dev")
+  maps = sorted(int(ex["heatmap_implausibility"].numpy().max()) for ex in built)
+  assert len(maps) == 3 and maps[0] == 0  # the re-encoded copy decodes as a 512x512 map

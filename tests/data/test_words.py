@@ -1,5 +1,9 @@
 """rahf_jax.data.words against hand-worked examples (RichHF-18K's splitting rule)."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from rahf_jax.data import words
@@ -74,3 +78,18 @@ def test_mark_words_and_labels_to_string():
   assert words.labels_to_string([1, 0, 1]) == "1 0 1"
   with pytest.raises(ValueError, match="2 words but 1 labels"):
     words.mark_words(["x", "y"], [0])
+
+
+def test_words_imports_without_tensorflow():
+  """words.py is pure Python: it imports where no TensorFlow/TFDS is installed."""
+  repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  code = (
+    "import sys; sys.path = [p for p in sys.path if 'site-packages' not in p]; "
+    "from rahf_jax.data import words; "
+    "assert 'tensorflow' not in sys.modules and 'tensorflow_datasets' not in sys.modules; "
+    "print(words.pair_words_and_labels('a b', '0 1').target)"
+  )
+  out = subprocess.run(
+    [sys.executable, "-S", "-c", code], cwd=repo, capture_output=True, text=True, check=True
+  )
+  assert out.stdout.strip() == "a_0 b"

@@ -10,6 +10,7 @@ generator and the schema test, so all three agree on one definition.
 import dataclasses
 
 import tensorflow as tf
+from google.protobuf import message
 
 from rahf_jax import features
 
@@ -55,8 +56,15 @@ class LabelRecord:
 
 
 def parse_record(serialized: bytes) -> LabelRecord:
-  """Parses a serialized record; raises KeyError naming a missing/mistyped key."""
-  feature = tf.train.Example.FromString(serialized).features.feature
+  """Parses a serialized record.
+
+  Raises KeyError naming a missing or mistyped key, or ValueError when the bytes are not
+  a tf.train.Example.
+  """
+  try:
+    feature = tf.train.Example.FromString(serialized).features.feature
+  except message.DecodeError as e:
+    raise ValueError(f"not a tf.train.Example: {e}") from None
 
   def _bytes(key):
     if key not in feature or not feature[key].bytes_list.value:

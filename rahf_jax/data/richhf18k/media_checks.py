@@ -41,9 +41,9 @@ def check_image(data: bytes) -> tuple[bytes | None, str | None]:
 def check_heatmap(data: bytes) -> tuple[bytes | None, str | None]:
   """Returns (PNG bytes, 512x512 single channel, to store, issue).
 
-  issue is None (stored as given), "heatmap_resized" (wrong size or channels:
-  converted to grey, bilinear-resized to 512x512, re-encoded PNG) or
-  "undecodable_heatmap" (bytes None).
+  issue is None (stored as given), "heatmap_resized" (not 512x512: converted to grey,
+  bilinear-resized, re-encoded PNG), "heatmap_reencoded" (512x512 but not a single-channel
+  PNG: converted to grey, re-encoded PNG) or "undecodable_heatmap" (bytes None).
   """
   try:
     with Image.open(io.BytesIO(data)) as image:
@@ -56,7 +56,8 @@ def check_heatmap(data: bytes) -> tuple[bytes | None, str | None]:
     return None, "undecodable_heatmap"
   if grey.size != (HEATMAP_SIZE, HEATMAP_SIZE):
     grey = grey.resize((HEATMAP_SIZE, HEATMAP_SIZE), Image.Resampling.BILINEAR)
-  return _encode_png(grey), "heatmap_resized"
+    return _encode_png(grey), "heatmap_resized"
+  return _encode_png(grey), "heatmap_reencoded"
 
 
 def decode_grey(data: bytes) -> np.ndarray:

@@ -115,7 +115,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       for serialized in label_records.read_tfrecord(path):
         try:
           all_uids.add(label_records.parse_record(serialized).uid)
-        except KeyError:
+        except (KeyError, ValueError):
           pass  # counted as malformed_record by the split's generator
     logging.info("richhf18k: images from %s", source.describe())
     source.index(all_uids)
@@ -133,7 +133,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       report.label_records += 1
       try:
         uid = label_records.parse_record(serialized).uid
-      except KeyError:
+      except (KeyError, ValueError):
         report.add("malformed_record", f"record#{index}")
         continue
       if uid in by_uid:
@@ -156,7 +156,13 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       for _ in by_uid[uid]:
         report.add("missing_image", uid)
     self._reports[split] = report
-    build_report.write_report(self._reports, self.data_dir, extra=self._report_extra)
+    build_report.write_report(
+      self._reports,
+      self.data_dir,  # the build's temporary dir, renamed to final_directory at the end
+      extra=self._report_extra,
+      log_splits=(split,),
+      final_directory=os.fspath(epath.Path(self.data_dir_root) / self.name / str(self.version)),
+    )
 
   def _make_example(self, record, image, caption, report):
     """The TFDS example for one label record, or None (counted) when it cannot be built."""
