@@ -3,6 +3,10 @@
 The builder records every odd or bad input here instead of crashing or dropping
 it silently; the report is written as JSON next to the prepared dataset
 (`<data_dir>/richhf18k/<version>/build_report.json`) and summarised in the log.
+JSON layout: {"counts": {split: {label_records, examples_written, skipped, <kind>: n
+for each kind seen}}, "splits": {split: {label_records, examples_written, skipped,
+"issues": {kind: {"count": n, "uids": [...]}} for every kind}}, "image_source": ...,
+"manual_dir": ...}.
 
 Issue kinds (the JSON keys under each split's "issues"):
   missing_image        label record whose uid has no image in the source: skipped
@@ -73,6 +77,16 @@ class SplitReport:
       },
     }
 
+  def counts(self) -> dict[str, int]:
+    """Totals plus the non-zero issue counts (the report's short form)."""
+    out = {
+      "label_records": self.label_records,
+      "examples_written": self.examples_written,
+      "skipped": self.skipped,
+    }
+    out.update({k: len(self.issues[k]) for k in ISSUE_KINDS if self.issues.get(k)})
+    return out
+
   def summary(self) -> str:
     """One log line: written/records and the non-zero issue counts."""
     counts = ", ".join(f"{k}={len(v)}" for k, v in self.issues.items() if v) or "no issues"
@@ -94,7 +108,10 @@ def write_report(
   Logs the summary of `log_splits` (default: all) and where the report will be found
   (`final_directory`, when the build renames `directory` at its end).
   """
-  payload = {"splits": {name: r.to_json() for name, r in reports.items()}}
+  payload = {
+    "counts": {name: r.counts() for name, r in reports.items()},
+    "splits": {name: r.to_json() for name, r in reports.items()},
+  }
   if extra:
     payload.update(extra)
   path = epath.Path(directory) / REPORT_FILENAME

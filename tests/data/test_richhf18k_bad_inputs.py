@@ -46,6 +46,12 @@ def test_totals_add_up(odd):
   assert train["examples_written"] == len(built) == n_records - len(SKIPPED)
   for split in ("dev", "test"):  # the oddities are all in train
     assert report["splits"][split]["examples_written"] == TINY[f"num_{split}"]
+  assert report["counts"]["train"] == {
+    "label_records": n_records,
+    "examples_written": n_records - len(SKIPPED),
+    "skipped": len(SKIPPED),
+    **{kind: 1 for kind in synthetic.ODDITY_KINDS},
+  }
 
 
 def test_missing_image(odd):
