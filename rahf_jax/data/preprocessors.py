@@ -1,7 +1,10 @@
 """SeqIO preprocessors: RichHF-18K TFDS examples -> task features of both RAHF variants.
 
 Input: examples of the TFDS dataset `richhf18k` (image uint8 [h, w, 3] of any size, prompt,
-four float32 scores, two uint8 [512, 512, 1] heatmaps, target text, word_labels_valid).
+four float32 scores, two uint8 [512, 512, 1] heatmaps, target text, word_labels_valid). The
+tasks read the image and heatmaps still encoded (tasks.MEDIA_DECODERS) and decode them here,
+so SeqIO's in-memory cache of small splits holds compressed bytes, not pixels; decoded
+examples are accepted too.
 
 Multi-head task features (`prepare_multihead`), before tokenisation:
   image                  float32 [S, S, 3] in [-1, 1] (bilinear, antialiased; a non-square
@@ -32,8 +35,17 @@ from rahf_jax import features as F
 HEATMAP_MAX = 255.0
 
 
+def decode_if_encoded(image: tf.Tensor, channels: int) -> tf.Tensor:
+  """Decodes encoded image bytes (JPEG/PNG/...) to uint8 [h, w, channels]; passes pixels on."""
+  if image.dtype != tf.string:
+    return image
+  image = tf.io.decode_image(image, channels=channels, expand_animations=False)
+  return tf.ensure_shape(image, (None, None, channels))
+
+
 def image_to_model(image: tf.Tensor, image_size: int) -> tf.Tensor:
-  """uint8 [h, w, 3] -> float32 [image_size, image_size, 3] in [-1, 1]."""
+  """uint8 [h, w, 3] (or its encoded bytes) -> float32 [image_size, image_size, 3] in [-1, 1]."""
+  image = decode_if_encoded(image, channels=3)
   image = tf.image.convert_image_dtype(image, tf.float32)  # [0, 1]
   image = tf.image.resize(image, (image_size, image_size), method="bilinear", antialias=True)
   image = tf.clip_by_value(image, 0.0, 1.0) * 2.0 - 1.0
@@ -41,7 +53,8 @@ def image_to_model(image: tf.Tensor, image_size: int) -> tf.Tensor:
 
 
 def heatmap_to_model(heatmap: tf.Tensor, heatmap_size: int) -> tf.Tensor:
-  """uint8 [512, 512, 1] -> float32 [heatmap_size, heatmap_size] in [0, 1] (area resize)."""
+  """uint8 [512, 512, 1] (or PNG bytes) -> float32 [heatmap_size, heatmap_size] in [0, 1]."""
+  heatmap = decode_if_encoded(heatmap, channels=1)
   heatmap = tf.cast(heatmap, tf.float32) / HEATMAP_MAX
   if heatmap.shape.rank == 2:
     heatmap = heatmap[..., None]

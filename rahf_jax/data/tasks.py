@@ -31,6 +31,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 
 import seqio
+import tensorflow_datasets as tfds
 
 from rahf_jax import features as F
 from rahf_jax.data import preprocessors, vocab
@@ -40,6 +41,15 @@ TFDS_VERSION = "1.0.0"
 TASK_PREFIX = "richhf18k"
 DEFAULT_SHUFFLE_BUFFER_SIZE = 256
 DATA_DIR_ENV = "RAHF_DATA_DIR"
+
+# Media are read encoded and decoded by the preprocessors (see preprocessors.py).
+MEDIA_FEATURES = ("image",) + tuple(f"heatmap_{h}" for h in F.HEATMAP_TYPES)
+
+
+def media_decoders() -> dict:
+  """TFDS decoders that leave the image and heatmaps encoded."""
+  return {k: tfds.decode.SkipDecoding() for k in MEDIA_FEATURES}
+
 
 # Task name -> variant, for every task registered here.
 _TASK_VARIANTS: dict[str, str] = {}
@@ -94,7 +104,9 @@ def register_tasks(
       f"image_size and heatmap_size must be positive, got {image_size}, {heatmap_size}."
     )
   if source is None:
-    source = seqio.TfdsDataSource(tfds_name=f"{TFDS_NAME}:{tfds_version}", tfds_data_dir=data_dir)
+    source = seqio.TfdsDataSource(
+      tfds_name=f"{TFDS_NAME}:{tfds_version}", tfds_data_dir=data_dir, decoders=media_decoders()
+    )
   output_features = {
     "inputs": seqio.Feature(vocabulary=vocabulary, add_eos=True),
     "targets": seqio.Feature(vocabulary=vocabulary, add_eos=True),

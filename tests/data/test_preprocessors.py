@@ -99,3 +99,18 @@ def test_expand_augmented_one_example_per_output_type():
       assert ex["score"] == (ref[t] if t in F.SCORE_TYPES else 0.0)
       words_active = t == F.WORDS_TYPE and ref["word_labels_valid"]
       assert ex["decoder_weight"] == (1.0 if words_active else 0.0)
+
+
+def test_encoded_media_decode_to_the_same_features():
+  ex = seqio_fakes.make_example(2)
+  png = tf.io.encode_png(tf.constant(ex["image"]))
+  np.testing.assert_array_equal(
+    preprocessors.image_to_model(png, 16).numpy(),
+    preprocessors.image_to_model(tf.constant(ex["image"]), 16).numpy(),
+  )
+  heatmap = ex["heatmap_misalignment"]
+  np.testing.assert_allclose(
+    preprocessors.heatmap_to_model(tf.io.encode_png(tf.constant(heatmap)), 32).numpy(),
+    _block_mean(heatmap[..., 0] / 255.0, 32),
+    atol=1e-6,
+  )
