@@ -22,9 +22,9 @@ Importing this module registers two default pairs (no data is read at import):
 both over the TFDS data dir in $RAHF_DATA_DIR (TFDS's default data dir when unset). Call
 register_tasks again with your own data dir and sizes to override them or add more.
 
-Metric functions: the evaluation code attaches seqio metric functions through the
-`metric_fns` argument (seqio calls them with (targets, predictions) after decoding);
-the default registrations have none.
+Metric functions: the evaluation code attaches seqio metric functions and their
+postprocessor through the `metric_fns` and `postprocess_fn` arguments (rahf_jax/t5x/tasks.py
+does); the default registrations have none.
 """
 
 import os
@@ -82,6 +82,7 @@ def register_tasks(
   tfds_version: str = TFDS_VERSION,
   shuffle_buffer_size: int = DEFAULT_SHUFFLE_BUFFER_SIZE,
   metric_fns: Sequence[Callable] = (),
+  postprocess_fn: Callable | None = None,
   source: seqio.DataSource | None = None,
 ) -> dict[str, str]:
   """Registers the multi-head and augmented-prompt tasks; returns {variant: task name}.
@@ -96,6 +97,8 @@ def register_tasks(
     shuffle_buffer_size: examples held for shuffling (after image resizing, so memory
       grows with image_size**2).
     metric_fns: seqio metric functions for evaluation (given by the evaluation code).
+    postprocess_fn: seqio postprocessor applied to decoded outputs and targets before
+      metric_fns (seqio passes it example=... and is_target=...).
     source: another seqio data source with richhf18k's features and splits (default: the
       TFDS dataset in data_dir).
   """
@@ -126,6 +129,7 @@ def register_tasks(
       preprocessors=make_preprocessors(image_size=image_size, heatmap_size=heatmap_size),
       output_features=output_features,
       metric_fns=list(metric_fns),
+      postprocess_fn=postprocess_fn,
       shuffle_buffer_size=shuffle_buffer_size,
     )
     _TASK_VARIANTS[name] = variant

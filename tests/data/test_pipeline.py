@@ -4,6 +4,7 @@ import collections
 
 import numpy as np
 import pytest
+import seqio
 import seqio_fakes
 
 from rahf_jax import features as F
@@ -134,3 +135,28 @@ def test_resume_on_a_real_build(richhf18k_data_dir):
   _assert_same(_batches(names[F.MULTI_HEAD], 3, batch_size=5, seed=11, start_batch=4), fresh[4:])
   other = _batches(names[F.MULTI_HEAD], 7, batch_size=5, seed=12)
   assert any(not np.array_equal(a["image"], b["image"]) for a, b in zip(fresh, other, strict=True))
+
+
+def test_metric_and_postprocess_hooks_reach_the_tasks():
+  def predict_metric(targets, predictions):
+    return {"exact": float(np.mean([t == p for t, p in zip(targets, predictions, strict=True)]))}
+
+  def postprocess(output, example=None, is_target=False):
+    del example
+    return ("target:" if is_target else "pred:") + output
+
+  names = tasks.register_tasks(
+    data_dir=None,
+    image_size=8,
+    heatmap_size=4,
+    vocabulary=vocab.demo_vocabulary(),
+    suffix="_hooks_test",
+    source=seqio_fakes.fake_source(),
+    metric_fns=[predict_metric],
+    postprocess_fn=postprocess,
+  )
+  for name in names.values():
+    task = seqio.get_mixture_or_task(name)
+    assert list(task.predict_metric_fns) == [predict_metric]
+    assert task.postprocess_fn("a_0", is_target=True) == "target:a_0"
+    assert task.predict_metric_fns[0](["x", "y"], ["x", "z"]) == {"exact": 0.5}
