@@ -39,6 +39,7 @@ EXTRAS_REQUIRE = {
     "dev": [
         "pytest",
         "pytest-xdist",
+        "dill",  # tfds.testing.DatasetBuilderTestCase imports it
         "ruff",
         "nbclient",
         "nbformat",

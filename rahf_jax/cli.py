@@ -1,0 +1,156 @@
+"""`rahf-jax train | eval | predict | demo`: the command-line entry point.
+
+  rahf-jax train   --config configs/rahf.py:tiny,multihead --workdir DIR [--config.<field>=<value>]
+  rahf-jax eval    --workdir DIR --split test [--data_dir D] [--out DIR] [--best]
+  rahf-jax predict --workdir DIR --image PATH --prompt TEXT [--out DIR]
+  rahf-jax demo    [--out demo_out] [--data_only]
+
+A mistake a user can make (a wrong path, an unknown config name, a workdir without checkpoint,
+an unreadable image) ends in one line on stderr and exit status 2, without a traceback; set
+RAHF_DEBUG=1 to see the traceback.
+"""
+
+import json
+import logging
+import os
+import re
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+COMMANDS = ("train", "eval", "predict", "demo")
+USAGE = __doc__.split("\n\n")[1]
+
+_CONFIG = config_flags.DEFINE_config_file(
+  "config", None, "configs/<file>.py:<arg>", lock_config=True
+)
+_WORKDIR = flags.DEFINE_string("workdir", None, "training run directory (checkpoints, config.json)")
+_SPLIT = flags.DEFINE_string("split", "test", "eval: dataset split (train, dev, test)")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "eval: TFDS data dir (default: the run's)")
+_OUT = flags.DEFINE_string("out", None, "output folder (eval, predict, demo)")
+_BEST = flags.DEFINE_bool("best", False, "eval/predict: use the best checkpoint, not the newest")
+_IMAGE = flags.DEFINE_string("image", None, "predict: image file")
+_PROMPT = flags.DEFINE_string("prompt", None, "predict: the text-to-image prompt")
+_DATA_ONLY = flags.DEFINE_bool("data_only", False, "demo: only make and build the data")
+_MAX_BATCHES = flags.DEFINE_integer("max_batches", -1, "eval: stop after N batches (-1: all)")
+
+USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, KeyError)
+
+
+def _required(flag, command: str):
+  if not flag.value:
+    raise ValueError(f"`rahf-jax {command}` needs --{flag.name}; see `rahf-jax {command} --help`.")
+  return flag.value
+
+
+def _train() -> None:
+  from rahf_jax.train.loop import train_and_evaluate  # noqa: PLC0415
+
+  try:
+    config = _CONFIG.value
+    _ = config.model  # a config file that failed to load raises on first use
+  except (OSError, AttributeError) as e:
+    raise ValueError(_flag_error_line(e)) from e
+  if config is None:
+    raise ValueError("`rahf-jax train` needs --config configs/rahf.py:<size>,<variant>.")
+  train_and_evaluate(config, _required(_WORKDIR, "train"))
+
+
+def _eval() -> None:
+  from rahf_jax.evaluation.evaluator import evaluate_workdir  # noqa: PLC0415
+
+  workdir = _required(_WORKDIR, "eval")
+  out = _OUT.value or os.path.join(workdir, f"eval_{_SPLIT.value}")
+  evaluate_workdir(workdir, _SPLIT.value, _DATA_DIR.value, out, _BEST.value, _MAX_BATCHES.value)
+  with open(os.path.join(out, "metrics.md"), encoding="utf-8") as f:
+    print(f.read())
+  print(f"wrote {out}/metrics.json, metrics.md, words.tsv, overlays/")
+
+
+def _predict() -> None:
+  from rahf_jax.inference.predict_files import predict_image_file  # noqa: PLC0415
+
+  result = predict_image_file(
+    _required(_WORKDIR, "predict"), _required(_IMAGE, "predict"), _required(_PROMPT, "predict"),
+    _OUT.value, best=_BEST.value,
+  )  # fmt: skip
+  print(json.dumps(result, indent=2))
+
+
+def _demo() -> None:
+  from rahf_jax.demo import run_demo  # noqa: PLC0415
+
+  run_demo(_OUT.value or "demo_out", data_only=_DATA_ONLY.value)
+
+
+_RUN = {"train": _train, "eval": _eval, "predict": _predict, "demo": _demo}
+
+
+class _QuietLibraries(logging.Filter):
+  """Drops orbax's INFO chatter (several lines per checkpoint); keeps its warnings."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING or "/orbax/" not in record.pathname
+
+
+def _dispatch(command: str):
+  def run(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f"unexpected arguments {argv[1:]}; flags take the form --name=value.")
+    logging.getLogger().setLevel(logging.INFO)
+    logging.getLogger("absl").addFilter(_QuietLibraries())
+    try:
+      _RUN[command]()
+    except USER_ERRORS as e:
+      if os.environ.get("RAHF_DEBUG"):
+        raise
+      message = e.args[0] if isinstance(e, KeyError) and e.args else e
+      print(f"rahf-jax {command}: error: {message}", file=sys.stderr)
+      sys.exit(2)
+
+  return run
+
+
+def _flag_error_line(e: BaseException) -> str:
+  """One line out of a flag or config error (config_flags embeds the config file's traceback)."""
+  if isinstance(e, KeyError | AttributeError) and e.args:  # an override of a missing field
+    arg = e.args[0]
+    while isinstance(arg, BaseException) and arg.args:  # AttributeError(KeyError(message))
+      arg = arg.args[0]
+    field, *hint = str(arg).strip('"').splitlines()
+    return " ".join([f"the config has no field {field}; check --config.<field>.", *hint])
+  text = f"{e}\n{e.__cause__ or ''}"
+  if "No such file or directory" in text:
+    path = re.search(r"No such file or directory: '([^']*)'", text)
+    return f"config file {path.group(1) if path else ''!r} not found; check --config PATH:ARG."
+  errors = re.findall(r"^\s*\w*(?:Error|Exception): (.*)$", text, flags=re.M)
+  return errors[-1] if errors else text.strip().splitlines()[-1]
+
+
+def _parse_flags(command: str):
+  def parse(argv):
+    try:
+      return flags.FLAGS(argv)
+    except (flags.Error, OSError, KeyError, AttributeError, ValueError) as e:
+      if os.environ.get("RAHF_DEBUG"):
+        raise
+      print(f"rahf-jax {command}: error: {_flag_error_line(e)}", file=sys.stderr)
+      sys.exit(2)
+
+  return parse
+
+
+def main(argv: list[str] | None = None) -> None:
+  """Console script `rahf-jax`."""
+  argv = list(sys.argv if argv is None else argv)
+  if len(argv) < 2 or argv[1] not in COMMANDS:
+    print(f"usage:\n{USAGE}", file=sys.stderr)
+    sys.exit(0 if len(argv) >= 2 and argv[1] in ("-h", "--help", "help") else 2)
+  command = argv[1]
+  app.run(_dispatch(command), argv=[f"rahf-jax {command}"] + argv[2:],
+          flags_parser=_parse_flags(command))  # fmt: skip
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,164 @@
+"""`Predictor`: a trained RAHF checkpoint -> scores, heatmaps and the `_0`-marked prompt.
+
+  predictor = Predictor.from_workdir("/tmp/rahf_tiny")          # newest (or best=True) checkpoint
+  preds = predictor.predict([image_uint8_hw3], ["a red circle on a blue background"])
+  preds[0] == {"scores": {...}, "heatmaps": {...: float32 [Ho, Wo]}, "misaligned_words": "..."}
+
+`predict_batch` takes model features (as the data pipeline yields them) and returns flat arrays
+(rahf_jax.inference.postprocess.output_arrays) plus the greedy-decoded ids, for evaluation.
+"""
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import ml_collections
+import numpy as np
+from PIL import Image
+
+from rahf_jax import features as F
+from rahf_jax.inference import postprocess
+from rahf_jax.inference.tokenizer import load_tokenizer
+from rahf_jax.models import greedy_decode
+from rahf_jax.train import steps
+from rahf_jax.train.checkpointing import Checkpointer
+from rahf_jax.train.loop import setup_training
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config.json a training run wrote into its workdir."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise FileNotFoundError(
+      f"{path} not found: {workdir!r} is not a training workdir; train first with "
+      "`rahf-jax train --config ... --workdir DIR`."
+    )
+  with open(path, encoding="utf-8") as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def preprocess_image(image: np.ndarray | Image.Image, image_size: int) -> np.ndarray:
+  """uint8 [H, W, 3] (or PIL) -> float32 [S, S, 3] in [-1, 1] (bilinear, antialiased).
+
+  Matches the data layer's tf.image.resize(bilinear, antialias=True) to within a grey level.
+  """
+  pil = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, np.uint8))
+  pil = pil.convert("RGB").resize((image_size, image_size), Image.Resampling.BILINEAR)
+  return np.asarray(pil, np.float32) / 127.5 - 1.0
+
+
+class Predictor:
+  """Runs a restored RAHF model on batches (jitted, sharded over the config's mesh)."""
+
+  def __init__(self, setup, params, tokenizer):
+    self.setup = setup
+    self.params = params
+    self.tokenizer = tokenizer
+    self.variant = setup.config.model.variant
+    self.model_config = setup.model_config
+    model, mesh, rules = setup.model, setup.mesh, setup.rules
+
+    def heads(params, image, prompt_ids):
+      return model.apply({"params": params}, image, prompt_ids, method=model.predict_heads)
+
+    # As in rahf_jax.train.steps: logical rules set, mesh not (XLA propagates the shardings).
+    self._heads = jax.jit(heads)
+    self._mesh, self._rules = mesh, rules
+
+  @classmethod
+  def from_workdir(cls, workdir: str, best: bool = False, step: int | None = None) -> "Predictor":
+    """Restores the newest (or the best, or `step`'s) checkpoint of a training workdir."""
+    config = load_config(workdir)
+    setup = setup_training(config)
+    checkpointer = Checkpointer(
+      workdir, keep=int(config.keep_checkpoints), best_metric=config.best_metric if best else "",
+      async_save=False,
+    )  # fmt: skip
+    state, _ = checkpointer.restore(setup.abstract_state, step=step, best=best)
+    checkpointer.close()
+    return cls(setup, state.params, load_tokenizer(config.data.get("vocabulary", "demo")))
+
+  @property
+  def step_multiple(self) -> int:
+    return self._mesh.shape["data"] * self._mesh.shape["fsdp"]
+
+  def _pad(self, batch: Mapping[str, np.ndarray]) -> tuple[dict[str, jax.Array], int]:
+    n = len(next(iter(batch.values())))
+    pad = -n % self.step_multiple
+    padded = {k: np.concatenate([v, np.repeat(v[-1:], pad, 0)]) if pad else v
+              for k, v in batch.items()}  # fmt: skip
+    return steps.shard_batch(padded, self._mesh), n
+
+  def heads(self, image: np.ndarray, prompt_ids: np.ndarray) -> dict[str, np.ndarray]:
+    """Scores and heatmaps only (no decoding): flat output arrays, numpy."""
+    batch, n = self._pad({"image": image, "prompt_ids": prompt_ids})
+    with nn.logical_axis_rules(self._rules):
+      out = self._heads(self.params, batch["image"], batch["prompt_ids"])
+    arrays = postprocess.output_arrays(jax.device_get(out), self.variant)
+    return {k: np.asarray(v)[:n] for k, v in arrays.items()}
+
+  def decode(self, image: np.ndarray, prompt_ids: np.ndarray, max_length: int) -> np.ndarray:
+    """Greedy-decoded ids int32 [B, max_length] of the `_0`-marked prompt."""
+    batch, n = self._pad({"image": image, "prompt_ids": prompt_ids})
+    with nn.logical_axis_rules(self._rules):
+      ids = greedy_decode(self.setup.model, {"params": self.params}, batch["image"],
+                          batch["prompt_ids"], max_length)  # fmt: skip
+    return np.asarray(jax.device_get(ids))[:n]
+
+  def predict_batch(self, batch: Mapping[str, np.ndarray], decode: bool = True) -> dict[str, Any]:
+    """Model features -> flat output arrays (+ "decoded_ids" when `decode`), numpy.
+
+    Augmented prompt: decoding runs only for the rows whose output_type is the words type.
+    """
+    arrays = self.heads(batch["image"], batch["prompt_ids"])
+    if self.variant == F.AUGMENTED_PROMPT:
+      arrays["output_type"] = np.asarray(batch["output_type"])
+    if decode:
+      max_length = (
+        batch["decoder_target_ids"].shape[1]
+        if "decoder_target_ids" in batch
+        else int(self.setup.config.data.target_len)
+      )
+      rows = np.arange(len(batch["image"]))
+      if self.variant == F.AUGMENTED_PROMPT:
+        rows = rows[arrays["output_type"] == F.AUGMENTED_OUTPUT_TYPES.index(F.WORDS_TYPE)]
+      ids = np.full((len(batch["image"]), max_length), F.PAD_ID, np.int32)
+      if len(rows):
+        ids[rows] = self.decode(batch["image"][rows], batch["prompt_ids"][rows], max_length)
+      arrays["decoded_ids"] = ids
+    return arrays
+
+  def encode_prompts(self, prompts: Sequence[str]) -> np.ndarray:
+    """Prompts -> int32 [B, prompt_len] ids, EOS-terminated and PAD-padded (truncated to fit)."""
+    length = int(self.setup.config.data.prompt_len)
+    ids = np.full((len(prompts), length), F.PAD_ID, np.int32)
+    for i, prompt in enumerate(prompts):
+      row = self.tokenizer.encode(prompt)[: length - 1] + [F.EOS_ID]
+      ids[i, : len(row)] = row
+    return ids
+
+  def predict(self, images: Sequence[Any], prompts: Sequence[str]) -> list[dict[str, Any]]:
+    """Raw images (uint8 [H, W, 3] or PIL) and prompts -> one prediction dict per pair."""
+    if len(images) != len(prompts):
+      raise ValueError(f"{len(images)} images but {len(prompts)} prompts; pass one prompt each.")
+    size = int(self.model_config.image_size)
+    pixels = np.stack([preprocess_image(im, size) for im in images])
+    if self.variant == F.MULTI_HEAD:
+      arrays = self.predict_batch({"image": pixels, "prompt_ids": self.encode_prompts(prompts)})
+      texts = [self.tokenizer.decode(postprocess.strip_ids(r)) for r in arrays.pop("decoded_ids")]
+      return postprocess.prediction_dicts(arrays, texts, self.variant)
+    # Augmented prompt: one row per (pair, output type), merged back per pair.
+    types = F.AUGMENTED_OUTPUT_TYPES
+    batch = {
+      "image": np.repeat(pixels, len(types), axis=0),
+      "prompt_ids": self.encode_prompts([F.augmented_prompt(t, p) for p in prompts for t in types]),
+      "output_type": np.tile(np.arange(len(types), dtype=np.int32), len(prompts)),
+    }
+    arrays = self.predict_batch(batch)
+    texts = [self.tokenizer.decode(postprocess.strip_ids(r)) for r in arrays.pop("decoded_ids")]
+    parts = postprocess.prediction_dicts(arrays, texts, self.variant)
+    return [postprocess.merge_predictions(parts[i * len(types) : (i + 1) * len(types)])
+            for i in range(len(prompts))]  # fmt: skip
