@@ -47,13 +47,13 @@ def _required(flag, command: str):
 def _train() -> None:
   from rahf_jax.train.loop import train_and_evaluate  # noqa: PLC0415
 
+  config = _CONFIG.value
+  if config is None:
+    raise ValueError("`rahf-jax train` needs --config configs/rahf.py:<size>,<variant>.")
   try:
-    config = _CONFIG.value
     _ = config.model  # a config file that failed to load raises on first use
   except (OSError, AttributeError) as e:
     raise ValueError(_flag_error_line(e)) from e
-  if config is None:
-    raise ValueError("`rahf-jax train` needs --config configs/rahf.py:<size>,<variant>.")
   train_and_evaluate(config, _required(_WORKDIR, "train"))
 
 

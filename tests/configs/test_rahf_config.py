@@ -1,0 +1,58 @@
+"""configs/rahf.py: every size and variant resolves to a model config and a consistent schedule."""
+
+import importlib.util
+import os
+
+import pytest
+
+from rahf_jax import features
+from rahf_jax.models import get_model_config
+from rahf_jax.models.variants import MODEL_SIZES
+
+_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "rahf.py")
+
+
+def _load():
+  spec = importlib.util.spec_from_file_location("rahf_config", _PATH)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+@pytest.mark.parametrize("size", sorted(MODEL_SIZES))
+@pytest.mark.parametrize("variant", features.VARIANTS)
+def test_every_size_and_variant(size, variant):
+  config = _load().get_config(f"{size},{variant}")
+  assert (config.model.size, config.model.variant) == (size, variant)
+  model_config = get_model_config(config.model.size, config.model.variant)
+  assert model_config.image_size % model_config.vit.patch_size == 0
+  assert config.warmup_steps < config.num_train_steps
+  assert config.checkpoint_every <= config.num_train_steps
+  assert config.eval_every % config.checkpoint_every == 0
+  assert config.end_lr < config.learning_rate
+
+
+def test_big_sizes_follow_the_paper_and_reproduction():
+  config = _load().get_config("L16_t5base_384,multihead")
+  assert config.batch_size == 256 and config.num_train_steps == 20_000  # the paper
+  assert (config.learning_rate, config.end_lr, config.weight_decay) == (2e-5, 1e-5, 2e-3)
+  assert config.logical_rules == "fsdp"
+
+
+def test_runlocal_is_a_short_run():
+  config = _load().get_config("B16_t5base_384,augmented,runlocal")
+  assert config.num_train_steps == 10 and config.batch_size == 8
+
+
+def test_default_variant_is_multihead():
+  assert _load().get_config("tiny").model.variant == features.MULTI_HEAD
+
+
+@pytest.mark.parametrize(
+  "arg, match",
+  [("huge,multihead", "size 'huge' unknown"), ("tiny,triple", "variant 'triple' unknown"),
+   ("tiny,multihead,fast", "flags \\['fast'\\] unknown")],
+)  # fmt: skip
+def test_bad_arg_names_the_choices(arg, match):
+  with pytest.raises(ValueError, match=match):
+    _load().get_config(arg)
