@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The GPU benchmark in ONE device call (about 7 minutes; see bench/README.md for the `run` call).
+#
+# Runs on the device image's python3 (jax CUDA, flax, optax, orbax, chex; no TensorFlow), with
+# ml_collections installed from the carried .whl/ folder. Downloads nothing. Writes
+# $OUT/bench_gpu.json, $OUT/bench_gpu.log and $OUT/nvidia_smi.txt; prints the table last.
+#
+# Env overrides: RUNS (bench_model.py --runs list), DEADLINE_S (wall seconds for all runs),
+# STEPS, EXTRA (more bench_model.py flags, e.g. EXTRA='--model_overrides {"remat":"full"}').
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT_DIR="${OUT:-/tmp/bench_gpu_out}"
+mkdir -p "$OUT_DIR"
+PY="${PYTHON:-python3}"
+
+if compgen -G ".whl/*.whl" >/dev/null; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl || { echo "run_gpu.sh: installing .whl/*.whl failed"; exit 1; }
+  export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # rahf_jax from this checkout, no install
+export PYTHONUNBUFFERED=1
+# Let one process use (nearly) the whole card: the default 75% pool would cap an H100 at ~58
+# GiB and hide whether batch 32 fits in the 75 GiB target.
+export XLA_PYTHON_CLIENT_MEM_FRACTION="${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.95}"
+export TF_CPP_MIN_LOG_LEVEL=2
+
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm \
+  --format=csv 2>&1 | tee "$OUT_DIR/nvidia_smi.txt"
+"$PY" - <<'EOF' 2>&1 | tee -a "$OUT_DIR/nvidia_smi.txt" || exit 1
+import sys
+import flax, jax, ml_collections, optax  # noqa: F401  (fail fast if the image lacks one)
+from rahf_jax import models  # noqa: F401
+from rahf_jax.train import steps  # noqa: F401
+print("python", sys.version.split()[0], "jax", jax.__version__, "flax", flax.__version__,
+      "optax", optax.__version__, "devices", jax.devices())
+assert jax.devices()[0].platform == "gpu", "run_gpu.sh: jax sees no GPU"
+EOF
+
+# Priority order: the issue's target row first (L16 multi-head), then memory at batch 32,
+# then the other configs. Each run is its own process (clean peak-memory counter; an OOM
+# cannot take the others down); runs that would start with under 45 s left are skipped.
+RUNS="${RUNS:-L16:multihead:16,L16:multihead:32:train+infer,B16:multihead:16:train+infer,L16:augmented:16:train,L16:multihead:8:train}"
+"$PY" bench/bench_model.py --isolate --runs "$RUNS" \
+  --deadline_s "${DEADLINE_S:-400}" --steps "${STEPS:-20}" --warmup 3 --infer_steps 10 \
+  --json "$OUT_DIR/bench_gpu.json" ${EXTRA:-} 2>&1 | tee "$OUT_DIR/bench_gpu.log"
