@@ -25,6 +25,9 @@ from rahf_jax.data import vocab as data_vocab
 from rahf_jax.inference import postprocess
 from rahf_jax.models import get_model_config
 
+# Pieces of each vocabulary (known without reading the T5 model from GCS).
+_VOCAB_SIZES = {"demo": data_vocab.DEMO_VOCAB_SIZE, "t5": 32000}
+
 
 def task_name(variant: str, size: str, vocabulary: str) -> str:
   """Name of the t5x task of a variant, model size and vocabulary name."""
@@ -46,12 +49,14 @@ def rahf_task(
     data_dir: TFDS data dir holding richhf18k; None: $RAHF_DATA_DIR, else TFDS's default.
   """
   config = get_model_config(size, variant)
-  vocab = data_vocab.get_vocabulary(vocabulary)
-  if vocab.vocab_size > config.vocab_size:
+  if vocabulary not in _VOCAB_SIZES:
+    raise ValueError(f"Unknown vocabulary {vocabulary!r}; use one of {tuple(_VOCAB_SIZES)}.")
+  if _VOCAB_SIZES[vocabulary] > config.vocab_size:
     raise ValueError(
-      f"vocabulary {vocabulary!r} has {vocab.vocab_size} pieces but model size {size!r} "
-      f"embeds {config.vocab_size}; use the vocabulary that matches the size."
+      f"vocabulary {vocabulary!r} has {_VOCAB_SIZES[vocabulary]} pieces but model size "
+      f"{size!r} embeds {config.vocab_size}; use the vocabulary that matches the size."
     )
+  vocab = data_vocab.get_vocabulary(vocabulary)
   data_dir = data_dir or os.environ.get(data_tasks.DATA_DIR_ENV) or None
   suffix = f"_{size}_{vocabulary}_t5x"
   name = data_tasks.register_tasks(
