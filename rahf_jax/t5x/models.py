@@ -28,6 +28,7 @@ from flax.linen import partitioning as flax_partitioning
 from t5x import models as t5x_models
 
 from rahf_jax.data import feature_converter
+from rahf_jax.data import vocab as data_vocab
 from rahf_jax.inference import postprocess
 from rahf_jax.models import build_model, get_model_config, greedy_decode
 from rahf_jax.train import losses
@@ -90,6 +91,7 @@ class RAHFModel(t5x_models.BaseModel):
     loss_weights: Mapping[str, float] | None = None,
     model_overrides: Mapping[str, Any] | None = None,
     dtype: str | None = None,
+    vocabulary: str = "t5",
   ):
     """Builds the network of `get_model_config(size, variant)`.
 
@@ -100,6 +102,8 @@ class RAHFModel(t5x_models.BaseModel):
       loss_weights: {"heatmap", "score", "text", or an output type: weight}; default all 1.
       model_overrides: dotted model-config keys to set, e.g. {"t5.num_heads": 8}.
       dtype: compute dtype override ("float32" on CPU, "bfloat16" on TPU); None keeps it.
+      vocabulary: name of the tasks' SentencePiece vocabulary ("t5" or "demo"); t5x.infer
+        checks it against the task's.
     """
     config = get_model_config(size, variant)
     if dtype is not None:
@@ -107,6 +111,7 @@ class RAHFModel(t5x_models.BaseModel):
     self.config = _apply_overrides(config, model_overrides)
     self.variant = variant
     self.module = build_model(self.config)
+    self._vocabulary_name = vocabulary
     self.loss_weights = dict(loss_weights or {"heatmap": 1.0, "score": 1.0, "text": 1.0})
     self.FEATURE_CONVERTER_CLS = functools.partial(  # pylint: disable=invalid-name
       feature_converter.CONVERTERS[variant],
@@ -114,6 +119,16 @@ class RAHFModel(t5x_models.BaseModel):
       heatmap_size=self.config.heatmap_size,
     )
     super().__init__(optimizer_def=optimizer_def)
+
+  @property
+  def input_vocabulary(self):
+    """The prompts' vocabulary (rahf_jax.data.vocab), for t5x's vocabulary checks."""
+    return data_vocab.get_vocabulary(self._vocabulary_name)
+
+  @property
+  def output_vocabulary(self):
+    """The `_0`-marked targets' vocabulary (the same SentencePiece model)."""
+    return self.input_vocabulary
 
   def _outputs(self, params, batch, dropout_rng=None):
     rngs = None if dropout_rng is None else {"dropout": dropout_rng}
