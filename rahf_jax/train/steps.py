@@ -1,0 +1,149 @@
+"""The jitted train and eval steps (jax.jit with NamedSharding in/out shardings).
+
+The batch is sharded over ("data", "fsdp") on its leading axis; the state keeps the shardings
+from `get_abstract_state` and is donated to the train step. Dropout uses the state's key
+folded with the step, so a step's randomness depends only on (seed, step).
+"""
+
+import contextlib
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import NamedSharding, PartitionSpec
+
+from rahf_jax.train import losses
+from rahf_jax.train.state import TrainState
+
+BATCH_AXES = ("data", "fsdp")
+
+
+def batch_sharding(mesh: jax.sharding.Mesh) -> NamedSharding:
+  """Leading (batch) axis over the mesh's data and fsdp axes, the rest replicated."""
+  return NamedSharding(mesh, PartitionSpec(BATCH_AXES))
+
+
+def shard_batch(batch: Mapping[str, np.ndarray], mesh: jax.sharding.Mesh) -> dict[str, jax.Array]:
+  """This host's part of a batch (numpy) -> global jax arrays sharded over the batch axes.
+
+  On one host this is a device_put; on several, each host passes its own rows
+  (jax.make_array_from_process_local_data assembles the global batch).
+  """
+  sharding = batch_sharding(mesh)
+  return {
+    k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in batch.items()
+  }
+
+
+def _apply(model, params, batch, deterministic: bool, dropout_key=None):
+  rngs = None if dropout_key is None else {"dropout": dropout_key}
+  return model.apply(
+    {"params": params},
+    batch["image"],
+    batch["prompt_ids"],
+    batch["decoder_input_ids"],
+    deterministic=deterministic,
+    rngs=rngs,
+  )
+
+
+def _with_context(fn: Callable, mesh, rules, set_mesh: bool = False) -> Callable:
+  """Traces/runs `fn` under the logical rules (and, if `set_mesh`, the mesh).
+
+  With the mesh set, the model's nn.with_logical_constraint calls become real sharding
+  constraints. Off by default: under a set mesh, flax 0.12.8's DenseGeneral re-runs its boxed
+  kernel init in `param`'s shape check and applies the N-d logical constraint to the
+  flattened kernel (a rank error). Without it, XLA propagates the shardings of the params and
+  the batch (given by in_shardings), which is what the tests check.
+  """
+
+  @functools.wraps(fn)
+  def wrapped(*args):
+    with contextlib.ExitStack() as stack:
+      if set_mesh:
+        stack.enter_context(jax.set_mesh(mesh))
+      stack.enter_context(nn.logical_axis_rules(rules))
+      return fn(*args)
+
+  wrapped.jitted = fn
+  return wrapped
+
+
+def make_train_step(
+  model: nn.Module,
+  tx: optax.GradientTransformation,
+  *,
+  variant: str,
+  loss_weights: Mapping[str, float] | Any,
+  mesh: jax.sharding.Mesh,
+  rules,
+  state_shardings: TrainState,
+  schedule: optax.Schedule | None = None,
+  grad_accum_steps: int = 1,
+) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
+  """A jitted (state, sharded batch) -> (new state, metrics) with the state donated.
+
+  metrics: the loss terms of compute_losses plus "grad_norm" and, given the schedule,
+  "learning_rate" (of the update this step contributes to).
+  """
+  loss_weights = dict(loss_weights)
+  replicated = NamedSharding(mesh, PartitionSpec())
+
+  def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+    def loss_fn(params):
+      outputs = _apply(model, params, batch, False, state.dropout_key())
+      return losses.compute_losses(outputs, batch, variant, loss_weights)
+
+    (_, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    aux["grad_norm"] = optax.tree.norm(grads)
+    if schedule is not None:
+      aux["learning_rate"] = jnp.asarray(schedule(state.step // grad_accum_steps), jnp.float32)
+    new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
+    return new_state, aux
+
+  jitted = jax.jit(
+    train_step,
+    in_shardings=(state_shardings, batch_sharding(mesh)),
+    out_shardings=(state_shardings, replicated),
+    donate_argnums=(0,),
+  )
+  return _with_context(jitted, mesh, rules)
+
+
+def make_eval_step(
+  model: nn.Module,
+  *,
+  variant: str,
+  loss_weights: Mapping[str, float] | Any,
+  mesh: jax.sharding.Mesh,
+  rules,
+  state_shardings: TrainState,
+) -> Callable[[TrainState, dict, jax.Array], tuple[dict, Any]]:
+  """A jitted (state, sharded batch, example_weights [B]) -> (loss terms, model outputs).
+
+  Deterministic (no dropout). `example_weights` masks padded rows of a last partial batch; the
+  returned terms are means over the real examples, with "num_examples" to weight them by.
+  """
+  loss_weights = dict(loss_weights)
+  replicated = NamedSharding(mesh, PartitionSpec())
+  bsharding = batch_sharding(mesh)
+
+  def eval_step(state: TrainState, batch: dict, example_weights: jax.Array):
+    outputs = _apply(model, state.params, batch, True)
+    _, aux = losses.compute_losses(outputs, batch, variant, loss_weights, example_weights)
+    aux["num_examples"] = jnp.sum(example_weights)
+    return aux, outputs
+
+  jitted = jax.jit(
+    eval_step,
+    in_shardings=(state_shardings, bsharding, bsharding),
+    out_shardings=(replicated, bsharding),
+  )
+  return _with_context(jitted, mesh, rules)
