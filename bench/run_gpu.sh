@@ -5,6 +5,7 @@
 # ml_collections installed from the carried .whl/ folder. Downloads nothing. Writes
 # $OUT/bench_gpu.json, $OUT/bench_gpu.log and $OUT/nvidia_smi.txt; prints the table last.
 #
+# Dry run on a CPU machine: ALLOW_CPU=1 PYTHON=.venv/bin/python RUNS=tiny:multihead:2 bash ...
 # Env overrides: RUNS (bench_model.py --runs list), DEADLINE_S (wall seconds for all runs),
 # STEPS, EXTRA (more bench_model.py flags, e.g. EXTRA='--model_overrides {"remat":"full"}').
 set -uo pipefail
@@ -24,6 +25,9 @@ export PYTHONUNBUFFERED=1
 # GiB and hide whether batch 32 fits in the 75 GiB target.
 export XLA_PYTHON_CLIENT_MEM_FRACTION="${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.95}"
 export TF_CPP_MIN_LOG_LEVEL=2
+# A compilation cache shared by this call's run processes only (fresh each call): the runs of
+# one size and variant reuse the init program; no run's train-step compile can be a cache hit.
+export JAX_COMPILATION_CACHE_DIR="$(mktemp -d /tmp/jax_cache.XXXXXX)"
 
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm \
   --format=csv 2>&1 | tee "$OUT_DIR/nvidia_smi.txt"
@@ -34,7 +38,9 @@ from rahf_jax import models  # noqa: F401
 from rahf_jax.train import steps  # noqa: F401
 print("python", sys.version.split()[0], "jax", jax.__version__, "flax", flax.__version__,
       "optax", optax.__version__, "devices", jax.devices())
-assert jax.devices()[0].platform == "gpu", "run_gpu.sh: jax sees no GPU"
+import os
+if not os.environ.get("ALLOW_CPU"):  # ALLOW_CPU=1: a dry run of this script on a CPU machine
+  assert jax.devices()[0].platform == "gpu", "run_gpu.sh: jax sees no GPU"
 EOF
 
 # Priority order: the target row first (L16 multi-head), then memory at batch 32,
