@@ -12,7 +12,8 @@ in-memory batches, one device, and reports per (size, variant, batch size):
   GFLOP/ex       analytic FLOPs of one training example (rahf_jax.models.flops)
   XLA GFLOP/ex   XLA's cost-analysis count of the compiled train step / batch
   TFLOP/s, MFU   analytic FLOPs x train ex/s, and that over the bf16 matmul peak measured
-                 at the start of the same run
+                 at the start of the same run (XLA's count where no analytic one exists;
+                 the JSON's flops_source says which)
   peak GiB       device.memory_stats()["peak_bytes_in_use"] after the train step (n/a on CPU)
   plan GiB       XLA's planned bytes for the compiled train step (arguments+outputs+temps)
 
@@ -137,8 +138,12 @@ def _derive(row: dict, peak_tflops: float | None) -> dict:
   flop = row.get("train_flops_per_example")
   if flop is not None:
     row["gflop_per_ex"] = flop / 1e9
+    row["flops_source"] = "analytic"
   if row.get("xla_train_flops") is not None:
     row["xla_gflop_per_ex"] = row["xla_train_flops"] / row["batch"] / 1e9
+    if flop is None:  # no analytic counter: TFLOP/s and MFU from XLA's count, and said so
+      flop = row["xla_train_flops"] / row["batch"]
+      row["flops_source"] = "xla"
   if flop is not None and row.get("train_ex_s"):
     row["tflops"] = flop * row["train_ex_s"] / 1e12
     if peak_tflops:
@@ -262,7 +267,8 @@ def main(argv=None) -> int:
   print(
     f"device {info.get('device')}, jax {info.get('jax_version')}, "
     f"{args.peak_dtype} matmul peak {info.get('peak_tflops', 0):.2f} TFLOP/s "
-    f"(n={info.get('peak_n')}), prompt_len {args.prompt_len}, target_len {args.target_len}"
+    f"(n={info.get('peak_n')}), prompt_len {args.prompt_len}, target_len {args.target_len}, "
+    f"TFLOP/s from {'/'.join(sorted({r.get('flops_source', 'n/a') for r in rows}))} FLOP counts"
   )
   print(bc.format_table(rows, COLUMNS))
   return 0 if all(r.get("status") == "ok" for r in rows) else 1

@@ -64,7 +64,7 @@ def _analytic_train_flops(model_config, prompt_len: int, target_len: int) -> flo
   try:
     from rahf_jax.models import flops as model_flops
   except ImportError:
-    print("# rahf_jax.models.flops is missing: analytic FLOPs, TFLOP/s and MFU will be n/a")
+    print("# rahf_jax.models.flops is missing: GFLOP/ex n/a, TFLOP/s and MFU from XLA's count")
     return None
   return float(model_flops.train_flops_per_example(model_config, prompt_len, target_len))
 
