@@ -38,11 +38,14 @@ def median(values: Sequence[float]) -> float:
   return float(statistics.median(values))
 
 
-def measure_matmul_peak_tflops(n: int, dtype: str = "bfloat16", reps: int = 5, chain: int = 10):
+def measure_matmul_peak_tflops(
+  n: int, dtype: str = "bfloat16", reps: int = 10, chain: int = 10, warmup_s: float = 1.0
+):
   """Measured dense matrix-product rate in TFLOP/s on the default device.
 
   Multiplies two random n x n matrices of `dtype` (random, never zeros: zeros run faster
-  on some cards). Each repetition dispatches `chain` products back to back and waits
+  on some cards). Products run untimed for `warmup_s` first (an idle GPU's clocks take a
+  moment to rise); then each repetition dispatches `chain` products back to back and waits
   once, so launch gaps are amortised; the median repetition is returned.
   """
   import jax
@@ -57,7 +60,10 @@ def measure_matmul_peak_tflops(n: int, dtype: str = "bfloat16", reps: int = 5, c
   def run_chain():
     return [matmul(a, b) for _ in range(chain)]
 
-  per_product = [t / chain for t in time_calls(run_chain, steps=reps, warmup=2)]
+  start = time.perf_counter()
+  while time.perf_counter() - start < warmup_s:
+    jax.block_until_ready(run_chain())
+  per_product = [t / chain for t in time_calls(run_chain, steps=reps, warmup=0)]
   return 2.0 * n**3 / median(per_product) / 1e12
 
 

@@ -55,7 +55,7 @@ COLUMNS = (
   ("greedy_ex_s", "greedy ex/s", ".1f"),
   ("gflop_per_ex", "GFLOP/ex", ".1f"),
   ("xla_gflop_per_ex", "XLA GFLOP/ex", ".1f"),
-  ("tflops", "TFLOP/s", ".2f"),
+  ("tflops", "TFLOP/s", ".3f"),
   ("mfu_pct", "MFU %", ".1f"),
   ("peak_gib", "peak GiB", ".2f"),
   ("plan_gib", "plan GiB", ".2f"),
@@ -159,7 +159,7 @@ def measure_peak(args) -> dict:
   import jax
 
   device = jax.devices()[0]
-  n = args.peak_n or (8192 if device.platform == "gpu" else 1024)
+  n = args.peak_n or (8192 if device.platform == "gpu" else 512)
   info = {
     "device": f"{device.platform}:{getattr(device, 'device_kind', '?')}",
     "jax_version": jax.__version__,
@@ -202,7 +202,7 @@ def main(argv=None) -> int:
   parser.add_argument("--no_infer", action="store_true", help="skip inference timings")
   parser.add_argument("--no_decode", action="store_true", help="skip greedy decoding")
   parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--peak_n", type=int, default=0, help="matmul size (0: 8192 GPU/1024 CPU)")
+  parser.add_argument("--peak_n", type=int, default=0, help="matmul size (0: 8192 GPU/512 CPU)")
   parser.add_argument("--peak_dtype", default="bfloat16")
   parser.add_argument("--isolate", action="store_true", help="one process per run (GPU memory)")
   parser.add_argument(
