@@ -43,8 +43,11 @@ class ChannelRMSNorm(nn.Module):
     return (y * scale).astype(self.dtype)
 
 
-def conv(features, name, dtype, param_dtype, kernel_size=3):
-  """A 'SAME' 3x3 conv with logically partitioned HWIO kernel and bias."""
+def conv(features, name, dtype, param_dtype, kernel_size=3, out_axis="conv_out"):
+  """A 'SAME' 3x3 conv with logically partitioned HWIO kernel and bias.
+
+  `out_axis=None` keeps a 1-channel output layer unsharded.
+  """
   return nn.Conv(
     features,
     (kernel_size, kernel_size),
@@ -52,8 +55,10 @@ def conv(features, name, dtype, param_dtype, kernel_size=3):
     dtype=dtype,
     param_dtype=param_dtype,
     name=name,
-    kernel_init=nn.with_logical_partitioning(nn.initializers.he_normal(), CONV_AXES),
-    bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("conv_out",)),
+    kernel_init=nn.with_logical_partitioning(
+      nn.initializers.he_normal(), CONV_AXES[:3] + (out_axis,)
+    ),
+    bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (out_axis,)),
   )
 
 
@@ -113,5 +118,5 @@ class HeatmapHead(nn.Module):
       x = grid_constraint(nn.relu(x + h))
     for i, c in enumerate(self.final_convs):
       x = nn.relu(conv(c, f"final_conv_{i}", **kw)(x))
-    x = conv(1, "out_conv", **kw)(x)
+    x = conv(1, "out_conv", out_axis=None, **kw)(x)
     return jax.nn.sigmoid(x[..., 0].astype(jnp.float32))

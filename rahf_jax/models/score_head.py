@@ -32,15 +32,16 @@ class ScoreHead(nn.Module):
       x = nn.relu(ChannelRMSNorm(name=f"norm_{i}", **kw)(x))
     x = x.reshape(x.shape[0], -1)
     for i, f in enumerate(list(self.dense) + [1]):
+      out_axis = "score_out" if i < len(self.dense) else None  # the 1-wide output: unsharded
       x = nn.Dense(
         f,
         dtype=self.dtype,
         param_dtype=self.param_dtype,
         name=f"dense_{i}",
         kernel_init=nn.with_logical_partitioning(
-          nn.initializers.he_normal(), ("score_in", "score_out")
+          nn.initializers.he_normal(), ("score_in", out_axis)
         ),
-        bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("score_out",)),
+        bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (out_axis,)),
       )(x)
       if i < len(self.dense):
         x = nn.relu(x)

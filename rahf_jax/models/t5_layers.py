@@ -49,6 +49,10 @@ def relative_position_bucket(
   return ret + jnp.where(is_small, n, val_if_large)
 
 
+def _kernel_init(std, axes):
+  return nn.with_logical_partitioning(nn.initializers.normal(std), axes)
+
+
 def _param(module, name, init, shape, axes, dtype):
   return module.param(name, nn.with_logical_partitioning(init, axes), shape, dtype)
 
@@ -96,6 +100,39 @@ class RelativePositionBias(nn.Module):
     return bias[None].astype(self.dtype)
 
 
+class Projection(nn.Module):
+  """`einsum(equation, x, kernel) (+ bias)` with an explicit N-D, logically named kernel.
+
+  (flax's DenseGeneral initialises a flattened kernel, which clashes with N-D logical constraints
+  under a mesh; the attention projections therefore use this.)
+  """
+
+  kernel_shape: tuple
+  kernel_axes: tuple
+  bias_axes: tuple
+  equation: str
+  stddev: float
+  use_bias: bool = False
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    kernel = self.param(
+      "kernel", _kernel_init(self.stddev, self.kernel_axes), self.kernel_shape, self.param_dtype
+    )
+    y = jnp.einsum(self.equation, x.astype(self.dtype), kernel.astype(self.dtype))
+    if self.use_bias:
+      bias = self.param(
+        "bias",
+        nn.with_logical_partitioning(nn.initializers.zeros, self.bias_axes),
+        self.kernel_shape[-len(self.bias_axes) :],
+        self.param_dtype,
+      )
+      y = y + bias.astype(self.dtype)
+    return y
+
+
 class MultiHeadAttention(nn.Module):
   """Multi-head attention with optional bias (T5: no biases, no 1/sqrt(d) scaling) and a cache.
 
@@ -115,25 +152,26 @@ class MultiHeadAttention(nn.Module):
   @nn.compact
   def __call__(self, inputs_q, inputs_kv, bias=None, mask=None, deterministic=True, decode=False):
     d_model = inputs_q.shape[-1]
-    heads_shape = (self.num_heads, self.head_dim)
     q_std = (d_model * self.head_dim) ** -0.5 if self.scale == 1.0 else d_model**-0.5
 
-    def dense(name, std, features, axis, kernel_axes, bias_axes):
-      return nn.DenseGeneral(
-        features=features,
-        axis=axis,
-        use_bias=self.use_bias,
-        dtype=self.dtype,
-        param_dtype=self.param_dtype,
-        kernel_init=nn.with_logical_partitioning(nn.initializers.normal(std), kernel_axes),
-        bias_init=nn.with_logical_partitioning(nn.initializers.zeros, bias_axes),
+    def proj(name, std, kernel_shape, kernel_axes, bias_axes, equation, x):
+      return Projection(
+        kernel_shape,
+        kernel_axes,
+        bias_axes,
+        equation,
+        std,
+        self.use_bias,
+        self.dtype,
+        self.param_dtype,
         name=name,
-      )
+      )(x)
 
-    in_axes, head_bias = ("embed", "heads", "kv"), ("heads", "kv")
-    query = dense("query", q_std, heads_shape, -1, in_axes, head_bias)(inputs_q)
-    key = dense("key", d_model**-0.5, heads_shape, -1, in_axes, head_bias)(inputs_kv)
-    value = dense("value", d_model**-0.5, heads_shape, -1, in_axes, head_bias)(inputs_kv)
+    in_shape, in_axes = (d_model, self.num_heads, self.head_dim), ("embed", "heads", "kv")
+    head_bias = ("heads", "kv")
+    query = proj("query", q_std, in_shape, in_axes, head_bias, "bld,dhk->blhk", inputs_q)
+    key = proj("key", d_model**-0.5, in_shape, in_axes, head_bias, "bld,dhk->blhk", inputs_kv)
+    value = proj("value", d_model**-0.5, in_shape, in_axes, head_bias, "bld,dhk->blhk", inputs_kv)
 
     if decode:
       is_initialized = self.has_variable("cache", "cached_key")
@@ -157,15 +195,16 @@ class MultiHeadAttention(nn.Module):
       scale=self.scale,
     )
     x = nn.Dropout(self.dropout_rate)(x, deterministic=deterministic)
-    out = dense(
+    out_std = (self.num_heads * self.head_dim) ** -0.5
+    return proj(
       "out",
-      (self.num_heads * self.head_dim) ** -0.5,
-      d_model,
-      (-2, -1),
+      out_std,
+      (self.num_heads, self.head_dim, d_model),
       ("heads", "kv", "embed"),
       ("embed",),
+      "blhk,hkd->bld",
+      x,
     )
-    return out(x)
 
 
 class MlpBlock(nn.Module):

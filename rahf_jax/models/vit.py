@@ -190,7 +190,7 @@ class ViT(nn.Module):
       param_dtype=self.param_dtype,
       name="embedding",
       kernel_init=nn.with_logical_partitioning(
-        nn.initializers.lecun_normal(), ("conv_height", "conv_width", "conv_in", "embed")
+        nn.initializers.lecun_normal(), ("conv_height", "conv_width", None, "embed")
       ),
       bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)),
     )(image.astype(self.dtype))

@@ -1,0 +1,90 @@
+"""Analytic FLOP counts of the RAHF network (matmuls and convolutions; 2 FLOPs per multiply-add).
+
+Conventions follow PyTorch's FLOP counter (the reference's 5.8 TFLOP/example): a transposed conv
+costs its useful multiply-adds, 2 * H_in * W_in * k * k * C_in * C_out (not the zeros of the
+dilated input), attention costs its two batched matmuls, elementwise work (norms, activations,
+softmax) is not counted, and a training step is 3x the forward (backward = 2x forward).
+"""
+
+from rahf_jax import features
+
+
+def _conv(h, w, cin, cout, k=3):
+  return 2 * h * w * k * k * cin * cout
+
+
+def heatmap_head_flops(grid: int, d_in: int, head) -> int:
+  """One heatmap head on a grid x grid x d_in feature map."""
+  f, c, s = 0, d_in, grid
+  for w in head.pre_convs:
+    f, c = f + _conv(s, s, c, w), w
+  for w in head.up_channels:
+    f += _conv(s, s, c, w)  # transposed conv: input positions x kernel
+    s, c = 2 * s, w
+    f += 2 * _conv(s, s, c, c)
+  for w in head.final_convs:
+    f, c = f + _conv(s, s, c, w), w
+  return f + _conv(s, s, c, 1)
+
+
+def score_head_flops(grid: int, d_in: int, head) -> int:
+  """One score head on a grid x grid x d_in feature map."""
+  f, c = 0, d_in
+  for w in head.convs:
+    f, c = f + _conv(grid, grid, c, w), w
+  fin = grid * grid * c
+  for w in list(head.dense) + [1]:
+    f, fin = f + 2 * fin * w, w
+  return f
+
+
+def forward_flops_breakdown(model_config, prompt_len: int, target_len: int) -> dict[str, int]:
+  """Forward FLOPs per example by component: vit, projection, encoder, decoder, heads."""
+  c, v, t = model_config, model_config.vit, model_config.t5
+  g = c.image_size // v.patch_size
+  n_img = g * g + (1 if v.cls_token else 0)
+  d = v.width
+  vit = 2 * g * g * v.patch_size**2 * 3 * d
+  vit += v.depth * (2 * n_img * d * 4 * d + 4 * n_img * n_img * d + 4 * n_img * d * v.mlp_dim)
+  proj = 2 * n_img * d * t.d_model
+  inner = t.num_heads * t.head_dim
+  mlp_mats = 3 if t.mlp_activation == "gated-gelu" else 2
+  length = n_img + prompt_len
+  enc = t.num_encoder_layers * (
+    8 * length * t.d_model * inner
+    + 4 * length * length * inner
+    + 2 * mlp_mats * length * t.d_model * t.d_ff
+  )
+  mem = length if c.decoder_memory == "all" else prompt_len
+  lt = target_len
+  dec = t.num_decoder_layers * (
+    8 * lt * t.d_model * inner
+    + 4 * lt * lt * inner  # self-attention
+    + 4 * lt * t.d_model * inner
+    + 4 * mem * t.d_model * inner
+    + 4 * lt * mem * inner  # cross
+    + 2 * mlp_mats * lt * t.d_model * t.d_ff
+  )
+  dec += 2 * lt * t.d_model * t.vocab_size  # logits
+  n_hm, n_sc = (
+    (len(features.HEATMAP_TYPES), len(features.SCORE_TYPES))
+    if (c.variant == features.MULTI_HEAD)
+    else (1, 1)
+  )
+  return {
+    "vit": vit,
+    "projection": proj,
+    "encoder": enc,
+    "decoder": dec,
+    "heatmap_heads": n_hm * heatmap_head_flops(g, t.d_model, c.heatmap_head),
+    "score_heads": n_sc * score_head_flops(g, t.d_model, c.score_head),
+  }
+
+
+def train_flops_per_example(model_config, prompt_len: int, target_len: int) -> int:
+  """FLOPs of one training step per example (3x the forward).
+
+  For the augmented-prompt variant this is one (image, prompt, output type) example: one encoder
+  pass, both heads and the decoder (the loss masks the heads that do not apply).
+  """
+  return 3 * sum(forward_flops_breakdown(model_config, prompt_len, target_len).values())
