@@ -107,17 +107,20 @@ def measure(run: dict, on_partial=None) -> dict[str, Any]:
   model = models.build_model(model_config)
   batch_size, prompt_len, target_len = run["batch"], run["prompt_len"], run["target_len"]
 
-  host_batch = make_synthetic_batch(model_config, batch_size, prompt_len, target_len, run["seed"])
-  batch = steps.shard_batch(host_batch, mesh)
+  # One synthetic row: its shapes and dtypes are all the abstract paths need.
+  row = make_synthetic_batch(model_config, 1, prompt_len, target_len, run["seed"])
   out["train_flops_per_example"] = _analytic_train_flops(model_config, prompt_len, target_len)
-
   tx = optimizer.make_optimizer(train_config)
   # Init traced at batch 1: the state does not depend on the batch size, and the same init
   # program for every batch size hits the persistent compilation cache (run_gpu.sh sets one).
   init_shapes = {
-    k: jax.ShapeDtypeStruct((1,) + host_batch[k].shape[1:], host_batch[k].dtype)
-    for k in state_lib.MODEL_INPUTS
+    k: jax.ShapeDtypeStruct(row[k].shape, row[k].dtype) for k in state_lib.MODEL_INPUTS
   }
+  if run["parts"] == ["lower"]:
+    return _measure_lowered(model, tx, mesh, rules, init_shapes, row, train_config, run, out)
+
+  host_batch = make_synthetic_batch(model_config, batch_size, prompt_len, target_len, run["seed"])
+  batch = steps.shard_batch(host_batch, mesh)
   state, shardings = state_lib.init_state(model, tx, mesh, rules, init_shapes, seed=run["seed"])
   out["params"] = state_lib.num_params(state.params)
   jax.block_until_ready(state)
@@ -158,6 +161,43 @@ def measure(run: dict, on_partial=None) -> dict[str, Any]:
     _measure_inference(
       model, state.params, shardings.params, batch, mesh, rules, run, out, on_partial
     )
+  return out
+
+
+def _measure_lowered(model, tx, mesh, rules, init_shapes, row, train_config, run, out):
+  """Parameter count and XLA's FLOPs of the lowered (not compiled) train step: no device work.
+
+  Runs on any host in seconds to a minute, for configurations too big to run there; XLA counts
+  the unoptimised program here (the compiled one's count can differ a little).
+  """
+  import flax.linen as nn
+  import jax
+
+  from rahf_jax.train import state as state_lib
+  from rahf_jax.train import steps
+
+  abstract, shardings = state_lib.get_abstract_state(model, tx, mesh, rules, init_shapes)
+  out["params"] = state_lib.num_params(abstract.params)
+  bsharding = steps.batch_sharding(mesh)
+  batch = {
+    k: jax.ShapeDtypeStruct((run["batch"],) + v.shape[1:], v.dtype, sharding=bsharding)
+    for k, v in row.items()
+  }
+  train_step = steps.make_train_step(
+    model,
+    tx,
+    variant=run["variant"],
+    loss_weights=train_config.loss_weights,
+    mesh=mesh,
+    rules=rules,
+    state_shardings=shardings,
+  )
+  start = time.perf_counter()
+  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+    lowered = train_step.jitted.lower(abstract, batch)
+  out["lower_s"] = time.perf_counter() - start
+  out["xla_train_flops"] = bc.xla_flops(lowered)
+  out["status"] = "ok (lowered only)"
   return out
 
 
