@@ -22,7 +22,7 @@ import optax
 
 from rahf_jax.train import input_batches, optimizer, steps
 from rahf_jax.train.checkpointing import Checkpointer, config_to_dict, save_config
-from rahf_jax.train.state import TrainState, get_abstract_state, init_state, num_params
+from rahf_jax.train.state import TrainState, get_abstract_state, make_init_fn, num_params
 from rahf_jax.train.synthetic_batches import make_synthetic_batch
 
 EvalFn = Callable[[TrainState, int], Mapping[str, float]]
@@ -46,6 +46,7 @@ class TrainingSetup:
   abstract_state: TrainState
   state_shardings: TrainState
   example_batch: dict
+  init_fn: Callable  # jitted seed key -> sharded TrainState (compiled once per setup)
   train_step: Callable
   eval_step: Callable
 
@@ -106,6 +107,7 @@ def _build_setup(config) -> TrainingSetup:
     model_config, 1, config.data.prompt_len, config.data.target_len, seed=0
   )
   abstract_state, shardings = get_abstract_state(model, tx, mesh, rules, example)
+  init_fn = jax.jit(make_init_fn(model, tx, example), out_shardings=shardings)
   common = dict(
     variant=config.model.variant,
     loss_weights=config.loss_weights.to_dict(),
@@ -118,7 +120,7 @@ def _build_setup(config) -> TrainingSetup:
   eval_step = steps.make_eval_step(model, **common)
   return TrainingSetup(
     config, model_config, model, mesh, rules, tx, schedule, abstract_state, shardings, example,
-    train_step, eval_step,
+    init_fn, train_step, eval_step,
   )  # fmt: skip
 
 
@@ -202,10 +204,7 @@ def train_and_evaluate(
     start = int(restored_meta["data_position"])
     logging.info("Resumed from step %d in %s", start, workdir)
   else:
-    state, _ = init_state(
-      setup.model, setup.tx, setup.mesh, setup.rules, setup.example_batch, int(config.seed),
-      setup.state_shardings,
-    )  # fmt: skip
+    state = setup.init_fn(jax.random.PRNGKey(int(config.seed)))  # as state.init_state
     start = 0
   total = int(config.num_train_steps)
   n_params = num_params(state.params)
@@ -263,7 +262,7 @@ def train_and_evaluate(
       result["eval"][step] = dev
       if config.get("best_metric", ""):
         ckpt.maybe_save_best(state, dev, meta)
-  writer.flush()
+  writer.close()
   ckpt.close()
   result.update(state=state, num_params=n_params)
   return result
