@@ -140,9 +140,9 @@ def init_state(
   if shardings is None:
     _, shardings = get_abstract_state(model, tx, mesh, rules, example_batch_shapes)
   init_fn = jax.jit(make_init_fn(model, tx, example_batch_shapes), out_shardings=shardings)
-  # Traced without the mesh/rules context on purpose: flax's DenseGeneral init reshapes boxed
-  # kernels and would apply the N-d logical constraint to the flattened kernel. The
-  # out_shardings place every array on its shard anyway.
+  # Traced without the mesh/rules context: out_shardings place every array on its shard, and
+  # activation constraints do not matter for init (flax's DenseGeneral also re-runs a boxed
+  # N-d kernel init on a flattened kernel, which a set mesh would reject).
   return init_fn(jax.random.PRNGKey(seed)), shardings
 
 

@@ -52,14 +52,12 @@ def _apply(model, params, batch, deterministic: bool, dropout_key=None):
   )
 
 
-def _with_context(fn: Callable, mesh, rules, set_mesh: bool = False) -> Callable:
-  """Traces/runs `fn` under the logical rules (and, if `set_mesh`, the mesh).
+def _with_context(fn: Callable, mesh, rules, set_mesh: bool = True) -> Callable:
+  """Traces/runs `fn` under the logical rules and (if `set_mesh`) the mesh.
 
-  With the mesh set, the model's nn.with_logical_constraint calls become real sharding
-  constraints. Off by default: under a set mesh, flax 0.12.8's DenseGeneral re-runs its boxed
-  kernel init in `param`'s shape check and applies the N-d logical constraint to the
-  flattened kernel (a rank error). Without it, XLA propagates the shardings of the params and
-  the batch (given by in_shardings), which is what the tests check.
+  With the mesh set (jax.set_mesh, not `with mesh:`), the model's nn.with_logical_constraint
+  calls become real sharding constraints on the activations; without it they are no-ops and
+  XLA propagates the shardings of the params and the batch (given by in_shardings).
   """
 
   @functools.wraps(fn)
