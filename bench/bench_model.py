@@ -189,6 +189,8 @@ def _child(argv: list[str], timeout_s: float) -> dict | None:
     with open(out, encoding="utf-8") as f:
       result = json.load(f)
     os.remove(out)
+    if result.get("status") == "incomplete":  # killed at its time limit, or crashed
+      result["status"] = f"incomplete (rc={rc})"
     return result
   return {"status": f"failed (rc={rc})"}
 
