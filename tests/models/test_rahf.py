@@ -1,5 +1,7 @@
 """RAHF network: output shapes/dtypes and parameter counts for every registered config."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -128,6 +130,13 @@ def test_prompt_padding_changes_nothing():
   b = apply(variables, image, jnp.asarray(longer, jnp.int32), dec)
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
     np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-5)
+  # predict_heads (no decoder) returns the same heads.
+  heads = jax.jit(functools.partial(model.apply, method=model.predict_heads))(
+    variables, image, jnp.asarray(prompt, jnp.int32)
+  )
+  assert set(heads) == {"heatmap", "score"}
+  for key in heads:
+    np.testing.assert_allclose(heads[key], a[key], rtol=1e-5, atol=1e-6)
   # And the prompt does matter: a different real token changes the outputs.
   other = prompt.copy()
   other[0, 0] = 11
