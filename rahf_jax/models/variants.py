@@ -87,7 +87,8 @@ def get_model_config(size: str, variant: str = features.MULTI_HEAD) -> ml_collec
   c.vocab_size = c.t5.get_ref("vocab_size")  # SentencePiece vocabulary size (demo: 512)
   c.heatmap_head = ml_collections.ConfigDict(heatmap)  # conv widths before/in/after upsampling
   c.score_head = ml_collections.ConfigDict(score)  # conv widths, then dense widths (then 1)
-  grid = image_size // c.vit.patch_size
+  # Derived fields are references: overriding image_size or vit.patch_size updates them.
+  grid = c.get_ref("image_size") // c.vit.get_ref("patch_size")
   c.num_image_tokens = grid * grid + (1 if c.vit.cls_token else 0)  # encoder's image positions
   c.heatmap_size = grid * 2 ** len(heatmap["up_channels"])  # output Ho = Wo of heatmaps
   c.decoder_memory = "all"  # decoder attends to 'all' encoder tokens or only the 'prompt' part

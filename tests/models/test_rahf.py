@@ -142,3 +142,12 @@ def test_prompt_padding_changes_nothing():
   other[0, 0] = 11
   c_out = apply(variables, image, jnp.asarray(other, jnp.int32), dec)
   assert not np.allclose(c_out["heatmap"][0], a["heatmap"][0])
+
+
+def test_derived_fields_follow_overrides():
+  c = get_model_config("tiny", features.MULTI_HEAD)
+  assert (c.image_size, c.heatmap_size, c.num_image_tokens) == (64, 32, 65)
+  c.image_size = 96  # 12x12 grid, two upsampling blocks
+  assert (c.heatmap_size, c.num_image_tokens) == (48, 145)
+  with pytest.raises(ValueError, match="unknown"):
+    get_model_config("huge", features.MULTI_HEAD)
