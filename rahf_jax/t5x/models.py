@@ -67,19 +67,6 @@ def split_params_and_axes(variables: Mapping[str, Any]) -> dict[str, Any]:
   return {**rest, "params": params, "params_axes": flax.traverse_util.unflatten_dict(axes)}
 
 
-def _no_logical_rules():
-  """Runs the network without flax logical-axis rules (its constraints become no-ops).
-
-  t5x traces every step inside a legacy `with Mesh(...)` context plus its axis rules. There,
-  flax's DenseGeneral re-evaluates a boxed multi-axis kernel init (the attention kernels,
-  logical axes (embed, heads, kv)) on its flat rank-2 shape, even at apply time (its param
-  shape check), and the rank-3 sharding constraint fails. Parameters and batches are still
-  sharded by t5x (params_axes + the partitioner's rules); only in-module activation
-  constraints are dropped.
-  """
-  return nn.logical_axis_rules(())
-
-
 class RAHFModel(t5x_models.BaseModel):
   """t5x wrapper of the RAHF network (either variant)."""
 
@@ -132,15 +119,14 @@ class RAHFModel(t5x_models.BaseModel):
 
   def _outputs(self, params, batch, dropout_rng=None):
     rngs = None if dropout_rng is None else {"dropout": dropout_rng}
-    with _no_logical_rules():
-      return self.module.apply(
-        {"params": params},
-        batch["image"],
-        batch["prompt_ids"],
-        batch["decoder_input_ids"],
-        deterministic=dropout_rng is None,
-        rngs=rngs,
-      )
+    return self.module.apply(
+      {"params": params},
+      batch["image"],
+      batch["prompt_ids"],
+      batch["decoder_input_ids"],
+      deterministic=dropout_rng is None,
+      rngs=rngs,
+    )
 
   def loss_fn(self, params, batch, dropout_rng):
     """The trainer's loss (rahf_jax.train.losses) and each term as a clu metric."""
@@ -158,20 +144,19 @@ class RAHFModel(t5x_models.BaseModel):
   def predict_batch_with_aux(self, params, batch, rng=None, **kwargs):
     """Greedy `_0`-marked prompt ids [B, Lt] and aux arrays (scores, heatmaps)."""
     del rng, kwargs
-    with _no_logical_rules():
-      heads = self.module.apply(
-        {"params": params},
-        batch["image"],
-        batch["prompt_ids"],
-        method=self.module.predict_heads,
-      )
-      ids = greedy_decode(
-        self.module,
-        {"params": params},
-        batch["image"],
-        batch["prompt_ids"],
-        max_length=batch["decoder_input_ids"].shape[1],
-      )
+    heads = self.module.apply(
+      {"params": params},
+      batch["image"],
+      batch["prompt_ids"],
+      method=self.module.predict_heads,
+    )
+    ids = greedy_decode(
+      self.module,
+      {"params": params},
+      batch["image"],
+      batch["prompt_ids"],
+      max_length=batch["decoder_input_ids"].shape[1],
+    )
     aux = postprocess.output_arrays(heads, self.variant, batch.get("output_type"))
     return ids, aux
 
@@ -192,12 +177,11 @@ class RAHFModel(t5x_models.BaseModel):
       default = jnp.int32 if name in _INT_FEATURES else jnp.float32
       return jnp.zeros(input_shapes[name], input_types.get(name, default))
 
-    with _no_logical_rules():
-      variables = self.module.init(
-        {"params": rng, "dropout": jax.random.fold_in(rng, 1)},
-        dummy("image"),
-        dummy("prompt_ids"),
-        dummy("decoder_input_ids"),
-        deterministic=True,
-      )
+    variables = self.module.init(
+      {"params": rng, "dropout": jax.random.fold_in(rng, 1)},
+      dummy("image"),
+      dummy("prompt_ids"),
+      dummy("decoder_input_ids"),
+      deterministic=True,
+    )
     return flax.core.freeze(split_params_and_axes(variables))

@@ -18,8 +18,6 @@ Needs SeqIO (not t5x). The TFDS data dir defaults to $RAHF_DATA_DIR, then TFDS's
 
 import os
 
-import seqio
-
 from rahf_jax.data import tasks as data_tasks
 from rahf_jax.data import vocab as data_vocab
 from rahf_jax.inference import postprocess
@@ -59,25 +57,12 @@ def rahf_task(
   vocab = data_vocab.get_vocabulary(vocabulary)
   data_dir = data_dir or os.environ.get(data_tasks.DATA_DIR_ENV) or None
   suffix = f"_{size}_{vocabulary}_t5x"
-  name = data_tasks.register_tasks(
+  return data_tasks.register_tasks(
     data_dir=data_dir,
     image_size=config.image_size,
     heatmap_size=config.heatmap_size,
     vocabulary=vocab,
     suffix=suffix,
     metric_fns=[postprocess.seqio_metric_fn],
-  )[variant]
-  # register_tasks takes no postprocess_fn: re-add the task with ours (targets need the
-  # example's scores and heatmaps, not only the target text).
-  task = seqio.get_mixture_or_task(name)
-  seqio.TaskRegistry.remove(name)
-  seqio.TaskRegistry.add(
-    name,
-    source=task.source,
-    preprocessors=task.preprocessors,
-    output_features=task.output_features,
     postprocess_fn=postprocess.seqio_postprocess_fn,
-    metric_fns=[postprocess.seqio_metric_fn],
-    shuffle_buffer_size=task.shuffle_buffer_size,
-  )
-  return name
+  )[variant]
