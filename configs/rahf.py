@@ -60,6 +60,7 @@ def get_config(arg: str = "tiny,multihead") -> ml_collections.ConfigDict:
     c.checkpoint_every = 500
     c.data.prompt_len = 32
     c.data.target_len = 32
+    c.data.vocabulary = "demo"  # the small shipped vocabulary the tiny model's 512 ids match
   else:
     # The paper's schedule (batch 256, 20K steps, AdamW) with the reproduction's learning rates.
     c.batch_size = 256

@@ -44,9 +44,15 @@ def demo_vocabulary() -> seqio.SentencePieceVocabulary:
 
 
 def get_vocabulary(name: str) -> seqio.SentencePieceVocabulary:
-  """A vocabulary by name: "t5" (real runs) or "demo" (demo and tests)."""
+  """A vocabulary by name: "t5" (real runs), "demo" (demo and tests) or a .model path."""
   if name == "t5":
     return t5_vocabulary()
   if name == "demo":
     return demo_vocabulary()
-  raise ValueError(f"Unknown vocabulary {name!r}; use one of {VOCABULARY_NAMES}.")
+  if name.endswith(".model"):
+    if not name.startswith("gs://") and not os.path.exists(name):
+      raise FileNotFoundError(f"SentencePiece model {name!r} not found; check the path.")
+    return seqio.SentencePieceVocabulary(name)
+  raise ValueError(
+    f"Unknown vocabulary {name!r}; use one of {VOCABULARY_NAMES} or a SentencePiece .model path."
+  )

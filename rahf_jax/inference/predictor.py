@@ -13,7 +13,6 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import flax.linen as nn
 import jax
 import ml_collections
 import numpy as np
@@ -64,9 +63,13 @@ class Predictor:
     def heads(params, image, prompt_ids):
       return model.apply({"params": params}, image, prompt_ids, method=model.predict_heads)
 
-    # As in rahf_jax.train.steps: logical rules set, mesh not (XLA propagates the shardings).
-    self._heads = jax.jit(heads)
-    self._mesh, self._rules = mesh, rules
+    def decode(params, image, prompt_ids, max_length):
+      return greedy_decode(model, {"params": params}, image, prompt_ids, max_length)
+
+    # As the train/eval steps: traced and run under the mesh and the logical rules.
+    self._heads = steps.with_mesh_context(jax.jit(heads), mesh, rules)
+    self._decode = steps.with_mesh_context(decode, mesh, rules)
+    self._mesh = mesh
 
   @classmethod
   def from_workdir(cls, workdir: str, best: bool = False, step: int | None = None) -> "Predictor":
@@ -79,7 +82,7 @@ class Predictor:
     )  # fmt: skip
     state, _ = checkpointer.restore(setup.abstract_state, step=step, best=best)
     checkpointer.close()
-    return cls(setup, state.params, load_tokenizer(config.data.get("vocabulary", "demo")))
+    return cls(setup, state.params, load_tokenizer(config.data.vocabulary))
 
   @property
   def step_multiple(self) -> int:
@@ -95,17 +98,14 @@ class Predictor:
   def heads(self, image: np.ndarray, prompt_ids: np.ndarray) -> dict[str, np.ndarray]:
     """Scores and heatmaps only (no decoding): flat output arrays, numpy."""
     batch, n = self._pad({"image": image, "prompt_ids": prompt_ids})
-    with nn.logical_axis_rules(self._rules):
-      out = self._heads(self.params, batch["image"], batch["prompt_ids"])
+    out = self._heads(self.params, batch["image"], batch["prompt_ids"])
     arrays = postprocess.output_arrays(jax.device_get(out), self.variant)
     return {k: np.asarray(v)[:n] for k, v in arrays.items()}
 
   def decode(self, image: np.ndarray, prompt_ids: np.ndarray, max_length: int) -> np.ndarray:
     """Greedy-decoded ids int32 [B, max_length] of the `_0`-marked prompt."""
     batch, n = self._pad({"image": image, "prompt_ids": prompt_ids})
-    with nn.logical_axis_rules(self._rules):
-      ids = greedy_decode(self.setup.model, {"params": self.params}, batch["image"],
-                          batch["prompt_ids"], max_length)  # fmt: skip
+    ids = self._decode(self.params, batch["image"], batch["prompt_ids"], max_length)
     return np.asarray(jax.device_get(ids))[:n]
 
   def predict_batch(self, batch: Mapping[str, np.ndarray], decode: bool = True) -> dict[str, Any]:

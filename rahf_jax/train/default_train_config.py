@@ -71,6 +71,9 @@ def train_config_defaults() -> ml_collections.ConfigDict:
   c.data.source = "tfds"  # "tfds" (the SeqIO pipeline) or "synthetic" (in-memory, no TF)
   c.data.task_name = ""  # SeqIO task; "" = the default task for model.variant
   c.data.data_dir = ""  # TFDS data_dir; "" = the TFDS default
+  # SentencePiece vocabulary of prompts and targets: "t5" (the standard T5 vocabulary, for the
+  # T5-base sizes), "demo" (the small shipped one, for the tiny size) or a .model path.
+  c.data.vocabulary = "t5"
   c.data.train_split = "train"
   c.data.eval_split = "dev"
   c.data.shuffle = True  # shuffle the train split (deterministic given seed)

@@ -8,7 +8,6 @@
 Each host gets `global_batch_size / process_count` rows per batch.
 """
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -37,21 +36,37 @@ def _synthetic_seed(seed: int, index: int, offset: int = 0) -> int:
   )
 
 
-def _task_name(config) -> str:
+def task_for(config, model_config: Any) -> str:
+  """The SeqIO task the run reads: config.data.task_name, or the variant's task registered
+  for this model's image/heatmap sizes, the config's vocabulary and data dir."""
   if config.data.get("task_name"):
     return config.data.task_name
-  from rahf_jax.data import tasks  # noqa: PLC0415 (TensorFlow only here)
+  from rahf_jax.data import tasks, vocab  # noqa: PLC0415 (TensorFlow only here)
 
-  return tasks.task_name(config.model.variant)
+  vocabulary = vocab.get_vocabulary(config.data.vocabulary)
+  if vocabulary.vocab_size > int(model_config.vocab_size):
+    raise ValueError(
+      f"config.data.vocabulary={config.data.vocabulary!r} has {vocabulary.vocab_size} pieces but "
+      f"the model's vocab_size is {model_config.vocab_size}; pick the matching vocabulary "
+      "('demo' for the tiny size, 't5' for the T5-base sizes)."
+    )
+  names = tasks.register_tasks(
+    data_dir=config.data.get("data_dir") or None,
+    image_size=int(model_config.image_size),
+    heatmap_size=int(model_config.heatmap_size),
+    vocabulary=vocabulary,
+    suffix=f"_{model_config.image_size}_{model_config.heatmap_size}",
+  )
+  return names[config.model.variant]
 
 
-def _tfds_dataset(config, split: str, batch_size: int, train: bool, start_batch: int = 0):
-  if config.data.get("data_dir"):
-    os.environ.setdefault("RAHF_DATA_DIR", config.data.data_dir)
+def _tfds_dataset(
+  config, model_config: Any, split: str, batch_size: int, train: bool, start_batch: int = 0
+):
   from rahf_jax.data import pipeline  # noqa: PLC0415 (TensorFlow only here)
 
   ds = pipeline.make_dataset(
-    task_name=_task_name(config),
+    task_name=task_for(config, model_config),
     split=split,
     batch_size=batch_size,
     feature_lengths={"inputs": config.data.prompt_len, "targets": config.data.target_len},
@@ -91,7 +106,9 @@ def train_batches(config, model_config: Any, start_batch: int = 0) -> Iterator[d
 
     return gen()
   if source == "tfds":
-    return iter(_tfds_dataset(config, config.data.train_split, bsz, True, start_batch))
+    return iter(
+      _tfds_dataset(config, model_config, config.data.train_split, bsz, True, start_batch)
+    )
   raise ValueError(f"config.data.source must be 'tfds' or 'synthetic', got {source!r}.")
 
 
@@ -115,7 +132,9 @@ def eval_batches(config, model_config: Any) -> Iterator[tuple[dict, np.ndarray]]
     return
   if source != "tfds":
     raise ValueError(f"config.data.source must be 'tfds' or 'synthetic', got {source!r}.")
-  for i, batch in enumerate(_tfds_dataset(config, config.data.eval_split, bsz, False)):
+  for i, batch in enumerate(
+    _tfds_dataset(config, model_config, config.data.eval_split, bsz, False)
+  ):
     if 0 < limit <= i:
       break
     yield pad_batch(batch, bsz)

@@ -52,7 +52,7 @@ def _apply(model, params, batch, deterministic: bool, dropout_key=None):
   )
 
 
-def _with_context(fn: Callable, mesh, rules, set_mesh: bool = True) -> Callable:
+def with_mesh_context(fn: Callable, mesh, rules, set_mesh: bool = True) -> Callable:
   """Traces/runs `fn` under the logical rules and (if `set_mesh`) the mesh.
 
   With the mesh set (jax.set_mesh, not `with mesh:`), the model's nn.with_logical_constraint
@@ -112,7 +112,7 @@ def make_train_step(
     out_shardings=(state_shardings, replicated),
     donate_argnums=(0,),
   )
-  return _with_context(jitted, mesh, rules)
+  return with_mesh_context(jitted, mesh, rules)
 
 
 def make_eval_step(
@@ -144,4 +144,4 @@ def make_eval_step(
     in_shardings=(state_shardings, bsharding, bsharding),
     out_shardings=(replicated, bsharding),
   )
-  return _with_context(jitted, mesh, rules)
+  return with_mesh_context(jitted, mesh, rules)
