@@ -1,5 +1,7 @@
 """Greedy decoding: the key/value cache gives the same logits and ids as recomputing the prefix."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -22,23 +24,32 @@ def _setup():
 
 def test_cached_steps_equal_teacher_forced_logits():
   model, variables, image, prompt, targets = _setup()
-  encoded, mask = model.apply(variables, image, prompt, method=model.encode)
-  full = model.apply(variables, encoded, mask, targets, method=model.decode)
-  _, state = model.apply(
-    variables, encoded, mask, targets, True, True, method=model.decode, mutable=["cache"]
+  encoded, mask = jax.jit(functools.partial(model.apply, method=model.encode))(
+    variables, image, prompt
   )
-  cache = state["cache"]
-  for t in range(targets.shape[1]):
-    step, state = model.apply(
+  full = jax.jit(functools.partial(model.apply, method=model.decode))(
+    variables, encoded, mask, targets
+  )
+
+  @jax.jit
+  def decode_step(cache, ids):
+    return model.apply(
       {**variables, "cache": cache},
       encoded,
       mask,
-      targets[:, t : t + 1],
+      ids,
       True,
       True,
       method=model.decode,
       mutable=["cache"],
     )
+
+  _, state = model.apply(
+    variables, encoded, mask, targets, True, True, method=model.decode, mutable=["cache"]
+  )
+  cache = state["cache"]
+  for t in range(targets.shape[1]):
+    step, state = decode_step(cache, targets[:, t : t + 1])
     cache = state["cache"]
     np.testing.assert_allclose(step[:, 0], full[:, t], rtol=1e-4, atol=1e-4)
 
