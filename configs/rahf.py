@@ -26,7 +26,7 @@ rahf_jax/models/variants.py. Any field can be overridden with `--config.<field>=
 import ml_collections
 
 from rahf_jax import features
-from rahf_jax.models.variants import MODEL_SIZES
+from rahf_jax.models.variants import MODEL_SIZES, get_model_config
 from rahf_jax.train.default_train_config import train_config_defaults
 
 
@@ -45,6 +45,11 @@ def get_config(arg: str = "tiny,multihead") -> ml_collections.ConfigDict:
   c = train_config_defaults()
   c.model.size = size
   c.model.variant = variant
+  # The model fields a run may change from the command line, with the size's values
+  # (--config.model.overrides.image_size=96); the others are in rahf_jax/models/variants.py.
+  model = get_model_config(size, variant)
+  for field in ("image_size", "dtype", "remat_policy", "decoder_memory"):
+    c.model.overrides[field] = model[field]
 
   if size == "tiny":
     # Sized for 2 CPU cores: the demo's training.

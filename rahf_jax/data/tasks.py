@@ -137,6 +137,49 @@ def register_tasks(
   return names
 
 
+def register_model_task(
+  variant: str,
+  *,
+  image_size: int,
+  heatmap_size: int,
+  model_vocab_size: int,
+  vocabulary: str = "t5",
+  data_dir: str | None = None,
+  suffix: str | None = None,
+  **register_kwargs,
+) -> str:
+  """Registers the variant's task for one model's sizes and vocabulary; returns its name.
+
+  Args:
+    variant: features.MULTI_HEAD or features.AUGMENTED_PROMPT.
+    image_size, heatmap_size: the model's input and heatmap resolutions.
+    model_vocab_size: the model's embedding size; the vocabulary must fit in it.
+    vocabulary: "t5", "demo" or a SentencePiece .model path (vocab.get_vocabulary).
+    data_dir: TFDS data dir holding richhf18k (None: $RAHF_DATA_DIR, else TFDS's default).
+    suffix: task-name suffix (default: "_<image_size>_<heatmap_size>_<vocabulary name>").
+    **register_kwargs: passed to register_tasks (metric_fns, postprocess_fn, ...).
+  """
+  pieces = vocab.VOCAB_SIZES.get(vocabulary)
+  vocabulary_obj = vocab.get_vocabulary(vocabulary)
+  pieces = pieces or vocabulary_obj.vocab_size
+  if pieces > model_vocab_size:
+    raise ValueError(
+      f"vocabulary {vocabulary!r} has {pieces} pieces but the model embeds {model_vocab_size}; "
+      "use the matching vocabulary ('demo' for the tiny size, 't5' for the T5-base sizes)."
+    )
+  if suffix is None:
+    name = vocabulary if vocabulary in vocab.VOCAB_SIZES else "custom"
+    suffix = f"_{image_size}_{heatmap_size}_{name}"
+  return register_tasks(
+    data_dir=data_dir or os.environ.get(DATA_DIR_ENV) or None,
+    image_size=image_size,
+    heatmap_size=heatmap_size,
+    vocabulary=vocabulary_obj,
+    suffix=suffix,
+    **register_kwargs,
+  )[variant]
+
+
 def registered_tasks() -> Mapping[str, str]:
   """{task name: variant} of every task registered here."""
   return dict(_TASK_VARIANTS)

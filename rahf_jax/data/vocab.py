@@ -26,6 +26,8 @@ DEMO_VOCAB_PATH = os.path.join(DEMO_VOCAB_DIR, "demo_spm.model")
 DEMO_VOCAB_SIZE = 512
 
 VOCABULARY_NAMES = ("t5", "demo")
+# Pieces of the named vocabularies (known without reading the T5 model from GCS).
+VOCAB_SIZES = {"t5": 32000, "demo": DEMO_VOCAB_SIZE}
 
 
 def t5_vocabulary() -> seqio.SentencePieceVocabulary:

@@ -16,15 +16,9 @@ and returns its name, so gin can bind it where t5x expects a task name:
 Needs SeqIO (not t5x). The TFDS data dir defaults to $RAHF_DATA_DIR, then TFDS's default.
 """
 
-import os
-
 from rahf_jax.data import tasks as data_tasks
-from rahf_jax.data import vocab as data_vocab
 from rahf_jax.inference import postprocess
 from rahf_jax.models import get_model_config
-
-# Pieces of each vocabulary (known without reading the T5 model from GCS).
-_VOCAB_SIZES = {"demo": data_vocab.DEMO_VOCAB_SIZE, "t5": 32000}
 
 
 def task_name(variant: str, size: str, vocabulary: str) -> str:
@@ -47,22 +41,14 @@ def rahf_task(
     data_dir: TFDS data dir holding richhf18k; None: $RAHF_DATA_DIR, else TFDS's default.
   """
   config = get_model_config(size, variant)
-  if vocabulary not in _VOCAB_SIZES:
-    raise ValueError(f"Unknown vocabulary {vocabulary!r}; use one of {tuple(_VOCAB_SIZES)}.")
-  if _VOCAB_SIZES[vocabulary] > config.vocab_size:
-    raise ValueError(
-      f"vocabulary {vocabulary!r} has {_VOCAB_SIZES[vocabulary]} pieces but model size "
-      f"{size!r} embeds {config.vocab_size}; use the vocabulary that matches the size."
-    )
-  vocab = data_vocab.get_vocabulary(vocabulary)
-  data_dir = data_dir or os.environ.get(data_tasks.DATA_DIR_ENV) or None
-  suffix = f"_{size}_{vocabulary}_t5x"
-  return data_tasks.register_tasks(
-    data_dir=data_dir,
+  return data_tasks.register_model_task(
+    variant,
     image_size=config.image_size,
     heatmap_size=config.heatmap_size,
-    vocabulary=vocab,
-    suffix=suffix,
+    model_vocab_size=config.vocab_size,
+    vocabulary=vocabulary,
+    data_dir=data_dir,
+    suffix=f"_{size}_{vocabulary}_t5x",
     metric_fns=[postprocess.seqio_metric_fn],
     postprocess_fn=postprocess.seqio_postprocess_fn,
-  )[variant]
+  )

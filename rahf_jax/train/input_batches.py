@@ -41,23 +41,16 @@ def task_for(config, model_config: Any) -> str:
   for this model's image/heatmap sizes, the config's vocabulary and data dir."""
   if config.data.get("task_name"):
     return config.data.task_name
-  from rahf_jax.data import tasks, vocab  # noqa: PLC0415 (TensorFlow only here)
+  from rahf_jax.data import tasks  # noqa: PLC0415 (TensorFlow only here)
 
-  vocabulary = vocab.get_vocabulary(config.data.vocabulary)
-  if vocabulary.vocab_size > int(model_config.vocab_size):
-    raise ValueError(
-      f"config.data.vocabulary={config.data.vocabulary!r} has {vocabulary.vocab_size} pieces but "
-      f"the model's vocab_size is {model_config.vocab_size}; pick the matching vocabulary "
-      "('demo' for the tiny size, 't5' for the T5-base sizes)."
-    )
-  names = tasks.register_tasks(
-    data_dir=config.data.get("data_dir") or None,
+  return tasks.register_model_task(
+    config.model.variant,
     image_size=int(model_config.image_size),
     heatmap_size=int(model_config.heatmap_size),
-    vocabulary=vocabulary,
-    suffix=f"_{model_config.image_size}_{model_config.heatmap_size}",
+    model_vocab_size=int(model_config.vocab_size),
+    vocabulary=config.data.vocabulary,
+    data_dir=config.data.get("data_dir") or None,
   )
-  return names[config.model.variant]
 
 
 def _tfds_dataset(
