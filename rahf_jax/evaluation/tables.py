@@ -230,6 +230,10 @@ def metrics_to_markdown(metrics: Mapping, reference: bool = False) -> str:
     pct = lambda v: None if v is None else 100.0 * v
     rows = [[f"{OURS} ({ours.get('num_examples', '?')} examples)"]]
     rows[0] += [_fmt(pct(ours.get(k)), 1) for k, _ in WORD_COLUMNS]
+    if "f1_gt_positive" in ours:
+      n_pos = ours["num_examples"] - ours["num_without_reference_positive"]
+      rows.append([f"{OURS}, only the {n_pos} examples with misaligned words"])
+      rows[-1] += [_fmt(pct(ours.get(f"{k}_gt_positive")), 1) for k, _ in WORD_COLUMNS]
     for source, table in _sources("words", reference):
       rows.append([source] + [_fmt(table.get(k), 1) for k, _ in WORD_COLUMNS])
     lines += ["### Misaligned words (per-example mean, %)", ""]

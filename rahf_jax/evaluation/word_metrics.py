@@ -98,6 +98,10 @@ def word_metrics(
 
   Returns:
     {"precision", "recall", "f1": float in [0, 1] or None if no example defines it,
+     "precision_gt_positive", "recall_gt_positive", "f1_gt_positive": the same means over
+     the examples whose reference has a misaligned word (where zero_division cannot apply
+     to recall: an example without one scores 0 under the paper's averaging even when the
+     prediction is right),
      "num_examples", "num_without_reference_positive", "num_without_predicted_positive",
      "num_empty_reference": int}.
   """
@@ -113,10 +117,11 @@ def word_metrics(
     example_word_metrics(p, r, zero_division) for p, r in zip(predictions, references, strict=True)
   ]
   out = {}
+  positive = np.asarray([row["num_reference_positive"] > 0 for row in rows], dtype=bool)
   for key in ("precision", "recall", "f1"):
     values = np.asarray([row[key] for row in rows], dtype=np.float64)
-    values = values[~np.isnan(values)]
-    out[key] = float(values.mean()) if values.size else None
+    for suffix, keep in (("", ~np.isnan(values)), ("_gt_positive", positive & ~np.isnan(values))):
+      out[key + suffix] = float(values[keep].mean()) if keep.any() else None
   out.update(
     num_examples=len(rows),
     num_without_reference_positive=sum(row["num_reference_positive"] == 0 for row in rows),

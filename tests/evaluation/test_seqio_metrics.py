@@ -42,9 +42,6 @@ def test_words_metric_fn_decodes_bytes():
   expected = word_metrics.word_metrics(
     ["a yellow_0 cat", "two dogs"], ["a yellow_0 cat", "two dogs_0"]
   )
-  assert out == {
-    "misaligned_words/precision": expected["precision"],
-    "misaligned_words/recall": expected["recall"],
-    "misaligned_words/f1": expected["f1"],
-  }
+  keys = [f"{k}{s}" for k in ("precision", "recall", "f1") for s in ("", "_gt_positive")]
+  assert out == {f"misaligned_words/{k}": expected[k] for k in keys}
   assert out["misaligned_words/f1"] == pytest.approx(0.5)

@@ -95,6 +95,18 @@ def test_matches_reference_loop(seed, zero_division):
   assert ours["num_examples"] == len(refs)
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_gt_positive_means_match_the_loop_on_that_subset(seed):
+  preds, refs = random_examples(seed)
+  keep = [i for i, r in enumerate(refs) if any(w.endswith("_0") for w in r.split())]
+  assert 0 < len(keep) < len(refs)
+  ours = wm.word_metrics(preds, refs)
+  expected = reference_loop([preds[i] for i in keep], [refs[i] for i in keep])
+  for key in ("precision", "recall", "f1"):
+    assert ours[f"{key}_gt_positive"] == pytest.approx(expected[key], abs=1e-12)
+  assert ours["num_without_reference_positive"] == len(refs) - len(keep)
+
+
 def test_hand_worked_examples():
   cases = [
     # (prediction, reference, precision, recall, f1)
@@ -145,6 +157,9 @@ def test_empty_prompt_and_empty_prediction():
     "precision": 0.0,
     "recall": 0.0,
     "f1": 0.0,
+    "precision_gt_positive": None,  # no example has a misaligned word
+    "recall_gt_positive": None,
+    "f1_gt_positive": None,
     "num_examples": 2,
     "num_without_reference_positive": 2,
     "num_without_predicted_positive": 2,
