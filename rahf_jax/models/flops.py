@@ -32,7 +32,7 @@ def score_head_flops(grid: int, d_in: int, head) -> int:
   f, c = 0, d_in
   for w in head.convs:
     f, c = f + _conv(grid, grid, c, w), w
-  fin = grid * grid * c
+  fin = c if head.get("pool", "flatten") == "mean" else grid * grid * c
   for w in list(head.dense) + [1]:
     f, fin = f + 2 * fin * w, w
   return f

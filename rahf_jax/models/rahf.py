@@ -64,7 +64,12 @@ class RAHF(nn.Module):
       final_convs=tuple(c.heatmap_head.final_convs),
       **kw,
     )
-    sc = dict(convs=tuple(c.score_head.convs), dense=tuple(c.score_head.dense), **kw)
+    sc = dict(
+      convs=tuple(c.score_head.convs),
+      dense=tuple(c.score_head.dense),
+      pool=c.score_head.get("pool", "flatten"),
+      **kw,
+    )
     if c.variant == features.MULTI_HEAD:
       self.heatmap_heads = {h: HeatmapHead(**hm) for h in features.HEATMAP_TYPES}
       self.score_heads = {s: ScoreHead(**sc) for s in features.SCORE_TYPES}

@@ -4,6 +4,10 @@ Default layout (variants.py) is the PyTorch reproduction's: six 3x3 convs with 7
 48, 12 output channels (each conv -> channel RMS norm -> relu), flatten (h * w * 12), dense 512,
 relu, dense 128, relu, dense 1, sigmoid. The flatten order here is (h, w, c); the reproduction's is
 (c, h, w), which matters only when importing its weights (weights.py).
+
+`pool="mean"` replaces the flatten by a mean over the grid: a readout that does not depend on
+where in the image a feature sits, with far fewer dense weights (the tiny size uses it: with a few
+thousand examples a position-specific readout does not learn where artifacts are).
 """
 
 from collections.abc import Sequence
@@ -20,6 +24,7 @@ class ScoreHead(nn.Module):
 
   convs: Sequence[int] = (768, 384, 192, 96, 48, 12)
   dense: Sequence[int] = (512, 128)
+  pool: str = "flatten"  # "flatten" (the reproduction) or "mean" over the grid
   dtype: jnp.dtype = jnp.float32
   param_dtype: jnp.dtype = jnp.float32
 
@@ -30,7 +35,12 @@ class ScoreHead(nn.Module):
     for i, c in enumerate(self.convs):
       x = conv(c, f"conv_{i}", **kw)(x)
       x = nn.relu(ChannelRMSNorm(name=f"norm_{i}", **kw)(x))
-    x = x.reshape(x.shape[0], -1)
+    if self.pool == "flatten":
+      x = x.reshape(x.shape[0], -1)
+    elif self.pool == "mean":
+      x = x.mean(axis=(1, 2))
+    else:
+      raise ValueError(f"score_head.pool must be 'flatten' or 'mean', got {self.pool!r}.")
     for i, f in enumerate(list(self.dense) + [1]):
       out_axis = "score_out" if i < len(self.dense) else None  # the 1-wide output: unsharded
       x = nn.Dense(

@@ -46,7 +46,7 @@ _T5_FLAVOURS = {
 }
 
 _REPRO_HEATMAP = dict(pre_convs=(768, 384), up_channels=(768, 384, 384, 192), final_convs=(192,))
-_REPRO_SCORE = dict(convs=(768, 384, 192, 96, 48, 12), dense=(512, 128))
+_REPRO_SCORE = dict(convs=(768, 384, 192, 96, 48, 12), dense=(512, 128), pool="flatten")
 
 # size -> (vit variant, image_size, t5 flavour, heatmap head, score head, dropout)
 MODEL_SIZES = {
@@ -55,7 +55,7 @@ MODEL_SIZES = {
     64,
     "tiny",
     dict(pre_convs=(64, 32), up_channels=(32, 16), final_convs=(16,)),
-    dict(convs=(32, 16, 8), dense=(32, 16)),
+    dict(convs=(32, 16, 8), dense=(32, 16), pool="mean"),
     0.0,
   ),
   "B16_t5base_384": ("B/16", 384, "t5_base", _REPRO_HEATMAP, _REPRO_SCORE, 0.1),
@@ -86,7 +86,7 @@ def get_model_config(size: str, variant: str = features.MULTI_HEAD) -> ml_collec
   c.t5.dropout_rate = dropout  # T5 dropout (t5-base's HF config uses 0.1); ViT has none
   c.vocab_size = c.t5.get_ref("vocab_size")  # SentencePiece vocabulary size (demo: 512)
   c.heatmap_head = ml_collections.ConfigDict(heatmap)  # conv widths before/in/after upsampling
-  c.score_head = ml_collections.ConfigDict(score)  # conv widths, then dense widths (then 1)
+  c.score_head = ml_collections.ConfigDict(score)  # conv widths, pool, dense widths (then 1)
   # Derived fields are references: overriding image_size or vit.patch_size updates them.
   grid = c.get_ref("image_size") // c.vit.get_ref("patch_size")
   c.num_image_tokens = grid * grid + (1 if c.vit.cls_token else 0)  # encoder's image positions

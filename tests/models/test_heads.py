@@ -87,3 +87,14 @@ def test_score_head_layout_and_range():
   # Dense input = flattened grid x last conv width (as the reproduction's 12 x 576).
   assert v["params"]["dense_0"]["kernel"].shape == (6 * 6 * 4, 16)
   assert v["params"]["dense_1"]["kernel"].shape == (16, 1)
+
+
+def test_score_head_mean_pool_ignores_where_features_are():
+  head = ScoreHead(convs=(8, 4), dense=(16,), pool="mean")
+  x = np.zeros((1, 10, 10, 10), np.float32)
+  x[0, 3, 3] = 3.0  # one bright feature, then the same feature elsewhere; the 5x5 footprint of
+  moved = np.roll(x, (3, 2), axis=(1, 2))  # the two 3x3 convs stays inside the grid both times
+  v = nn.unbox(head.init(jax.random.key(0), jnp.asarray(x)))
+  assert v["params"]["dense_0"]["kernel"].shape == (4, 16)  # pooled: last conv width only
+  np.testing.assert_allclose(head.apply(v, jnp.asarray(x)), head.apply(v, jnp.asarray(moved)),
+                             rtol=1e-5)  # fmt: skip

@@ -71,7 +71,7 @@ def _analytic_count(c):
   s, cin = 0, m
   for w in c.score_head.convs:
     s, cin = s + conv(cin, w) + w, w
-  fin = g * g * cin
+  fin = cin if c.score_head.pool == "mean" else g * g * cin
   for w in list(c.score_head.dense) + [1]:
     s, fin = s + fin * w + w, w
   n_heads = (2, 4) if c.variant == features.MULTI_HEAD else (1, 1)

@@ -16,7 +16,7 @@ import pytest
 
 # A submodule: under pytest, tests/t5x itself would satisfy a plain `import t5x`.
 pytest.importorskip(
-  "t5x.models", reason="t5x is not installed (pip install -e .[t5x]; see DEVELOPERS.md)"
+  "t5x.models", reason="t5x is not installed (pip install -e .[t5x]; see README.md, section t5x)"
 )
 
 import flax.linen as nn  # noqa: E402
