@@ -2,78 +2,79 @@
 
 Install for development with `make install` (creates .venv and installs `-e .[dev]`).
 """
+
 import setuptools
 
 # Pinned to the set probed in ../shared/DESIGN.md (Python 3.11, x86_64, PyPI).
 INSTALL_REQUIRES = [
-    "jax==0.10.2",
-    "jaxlib==0.10.2",
-    "flax==0.12.8",
-    "optax==0.2.8",
-    "orbax-checkpoint==0.12.8",
-    "chex==0.1.92",
-    "numpy>=2.4,<2.5",
-    "scipy",
-    "pillow",
-    "ml-collections==1.1.0",
-    "absl-py",
-    "clu==0.0.12",
-    # clu.metric_writers needs tensorboard; TF 2.21 no longer pulls it in.
-    "tensorboard",
-    # Data layer (only rahf_jax.data imports these).
-    "tensorflow==2.21.0",
-    "tensorflow-text==2.21.1",
-    "tensorflow-datasets==4.9.10",
-    "seqio==0.0.20",
-    # apache-beam caps protobuf < 7, which breaks sentencepiece 0.2.3.
-    "sentencepiece==0.2.2",
-    "pyarrow",
-    # The `tfds build` command needs these three.
-    "apache-beam",
-    "mlcroissant",
-    "importlib_resources",
-    "gin-config==0.5.0",
+  "jax==0.10.2",
+  "jaxlib==0.10.2",
+  "flax==0.12.8",
+  "optax==0.2.8",
+  "orbax-checkpoint==0.12.8",
+  "chex==0.1.92",
+  "numpy>=2.4,<2.5",
+  "scipy",
+  "pillow",
+  "ml-collections==1.1.0",
+  "absl-py",
+  "clu==0.0.12",
+  # clu.metric_writers needs tensorboard; TF 2.21 no longer pulls it in.
+  "tensorboard",
+  # Data layer (only rahf_jax.data imports these).
+  "tensorflow==2.21.0",
+  "tensorflow-text==2.21.1",
+  "tensorflow-datasets==4.9.10",
+  "seqio==0.0.20",
+  # apache-beam caps protobuf < 7, which breaks sentencepiece 0.2.3.
+  "sentencepiece==0.2.2",
+  "pyarrow",
+  # The `tfds build` command needs these three.
+  "apache-beam",
+  "mlcroissant",
+  "importlib_resources",
+  "gin-config==0.5.0",
 ]
 
 EXTRAS_REQUIRE = {
-    "dev": [
-        "pytest",
-        "pytest-xdist",
-        "dill",  # tfds.testing.DatasetBuilderTestCase imports it
-        "ruff",
-        "nbclient",
-        "nbformat",
-        "ipykernel",
-    ],
-    # t5x, airio and jestimator are not on PyPI (jestimator's PyPI release is broken on
-    # current jax); they install from GitHub.
-    "t5x": [
-        "t5x @ git+https://github.com/google-research/t5x",
-        "airio @ git+https://github.com/google/airio",
-        "jestimator @ git+https://github.com/google-research/jestimator",
-        "fiddle",
-        "jaxtyping",
-        "cached-property",
-        "grain==0.2.12",
-    ],
-    "gpu": ["jax[cuda12]==0.10.2"],
-    "tpu": ["jax[tpu]==0.10.2"],
+  "dev": [
+    "pytest",
+    "pytest-xdist",
+    "dill",  # tfds.testing.DatasetBuilderTestCase imports it
+    "ruff",
+    "nbclient",
+    "nbformat",
+    "ipykernel",
+  ],
+  # t5x, airio and jestimator are not on PyPI (jestimator's PyPI release is broken on
+  # current jax); they install from GitHub.
+  "t5x": [
+    "t5x @ git+https://github.com/google-research/t5x",
+    "airio @ git+https://github.com/google/airio",
+    "jestimator @ git+https://github.com/google-research/jestimator",
+    "fiddle",
+    "jaxtyping",
+    "cached-property",
+    "grain==0.2.12",
+  ],
+  "gpu": ["jax[cuda12]==0.10.2"],
+  "tpu": ["jax[tpu]==0.10.2"],
 }
 
 setuptools.setup(
-    name="rahf-jax",
-    version="0.1.0",
-    description="RAHF (Rich Human Feedback for Text-to-Image Generation) in JAX/Flax, T5X-style",
-    long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
-    long_description_content_type="text/markdown",
-    python_requires=">=3.11",
-    packages=setuptools.find_packages(include=["rahf_jax", "rahf_jax.*"]),
-    package_data={
-        "rahf_jax.data.richhf18k": ["*.tsv", "*.bib", "*.md", "dummy_data/*", "dummy_data/**/*"],
-        "rahf_jax.data": ["vocab/*"],
-    },
-    include_package_data=True,
-    install_requires=INSTALL_REQUIRES,
-    extras_require=EXTRAS_REQUIRE,
-    entry_points={"console_scripts": ["rahf-jax=rahf_jax.cli:main"]},
+  name="rahf-jax",
+  version="0.1.0",
+  description="RAHF (Rich Human Feedback for Text-to-Image Generation) in JAX/Flax, T5X-style",
+  long_description=open("README.md", encoding="utf-8").read(),
+  long_description_content_type="text/markdown",
+  python_requires=">=3.11",
+  packages=setuptools.find_packages(include=["rahf_jax", "rahf_jax.*"]),
+  package_data={
+    "rahf_jax.data.richhf18k": ["*.tsv", "*.bib", "*.md", "dummy_data/*", "dummy_data/**/*"],
+    "rahf_jax.data": ["vocab/*"],
+  },
+  include_package_data=True,
+  install_requires=INSTALL_REQUIRES,
+  extras_require=EXTRAS_REQUIRE,
+  entry_points={"console_scripts": ["rahf-jax=rahf_jax.cli:main"]},
 )

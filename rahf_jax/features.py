@@ -27,14 +27,14 @@ WORDS_TYPE = "misaligned_words"
 
 # RichHF-18K's TFRecord keys for each output type (see ../shared/RAHF_REFERENCE.md s2).
 HEATMAP_SOURCE_KEYS = {
-    "implausibility": "artifact_map",
-    "misalignment": "misalignment_map",
+  "implausibility": "artifact_map",
+  "misalignment": "misalignment_map",
 }
 SCORE_SOURCE_KEYS = {
-    "plausibility": "artifact_score",
-    "alignment": "misalignment_score",
-    "aesthetics": "aesthetics_score",
-    "overall": "overall_score",
+  "plausibility": "artifact_score",
+  "alignment": "misalignment_score",
+  "aesthetics": "aesthetics_score",
+  "overall": "overall_score",
 }
 LABELS_SOURCE_KEY = "prompt_misalignment_label"
 FILENAME_SOURCE_KEY = "filename"
@@ -43,13 +43,13 @@ FILENAME_SOURCE_KEY = "filename"
 # runs the encoder once per type; only the matching head/decoder term is trained.
 AUGMENTED_OUTPUT_TYPES = HEATMAP_TYPES + SCORE_TYPES + (WORDS_TYPE,)
 AUGMENTED_PROMPT_PREFIXES = {
-    "implausibility": "HEATMAP: implausibility",
-    "misalignment": "HEATMAP: misalignment",
-    "plausibility": "SCORE: plausibility",
-    "alignment": "SCORE: alignment",
-    "aesthetics": "SCORE: aesthetics",
-    "overall": "SCORE: overall",
-    WORDS_TYPE: "TEXT: misaligned words",
+  "implausibility": "HEATMAP: implausibility",
+  "misalignment": "HEATMAP: misalignment",
+  "plausibility": "SCORE: plausibility",
+  "alignment": "SCORE: alignment",
+  "aesthetics": "SCORE: aesthetics",
+  "overall": "SCORE: overall",
+  WORDS_TYPE: "TEXT: misaligned words",
 }
 
 

@@ -2,6 +2,7 @@
 
 XLA_FLAGS must be set before jax is imported anywhere, which is why it lives here.
 """
+
 import os
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
