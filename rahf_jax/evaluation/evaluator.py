@@ -57,13 +57,9 @@ class _Collector:
     return pack(self.pred), pack(self.ref)
 
 
-def _texts(ids: np.ndarray, tokenizer) -> list[str]:
-  return [tokenizer.decode(postprocess.strip_ids(row)) for row in ids]
-
-
 def _collect_multihead(c: _Collector, batch, arrays, keep, tokenizer) -> None:
-  pred_words = _texts(arrays["decoded_ids"], tokenizer)
-  ref_words = _texts(batch["decoder_target_ids"], tokenizer)
+  pred_words = postprocess.decode_texts(arrays["decoded_ids"], tokenizer)
+  ref_words = postprocess.decode_texts(batch["decoder_target_ids"], tokenizer)
   words_valid = np.asarray(batch["decoder_loss_weights"]).sum(axis=1) > 0
   for i in np.flatnonzero(keep):
     for s in F.SCORE_TYPES:
@@ -89,8 +85,8 @@ def _collect_augmented(c: _Collector, batch, arrays, keep, tokenizer) -> None:
     elif name in F.HEATMAP_TYPES:
       c.add(name, arrays["heatmap"][i], batch["heatmap"][i])
     elif np.asarray(batch["decoder_loss_weights"][i]).sum() > 0:
-      pred, ref = _texts(arrays["decoded_ids"][i : i + 1], tokenizer)[0], _texts(
-        batch["decoder_target_ids"][i : i + 1], tokenizer)[0]  # fmt: skip
+      ids = np.stack([arrays["decoded_ids"][i], batch["decoder_target_ids"][i]])
+      pred, ref = postprocess.decode_texts(ids, tokenizer)
       c.add(name, pred, ref)
       c.examples.append({"image": batch["image"][i], "pred_words": pred, "ref_words": ref})
 

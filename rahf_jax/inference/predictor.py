@@ -148,7 +148,7 @@ class Predictor:
     pixels = np.stack([preprocess_image(im, size) for im in images])
     if self.variant == F.MULTI_HEAD:
       arrays = self.predict_batch({"image": pixels, "prompt_ids": self.encode_prompts(prompts)})
-      texts = [self.tokenizer.decode(postprocess.strip_ids(r)) for r in arrays.pop("decoded_ids")]
+      texts = postprocess.decode_texts(arrays.pop("decoded_ids"), self.tokenizer)
       return postprocess.prediction_dicts(arrays, texts, self.variant)
     # Augmented prompt: one row per (pair, output type), merged back per pair.
     types = F.AUGMENTED_OUTPUT_TYPES
@@ -158,7 +158,7 @@ class Predictor:
       "output_type": np.tile(np.arange(len(types), dtype=np.int32), len(prompts)),
     }
     arrays = self.predict_batch(batch)
-    texts = [self.tokenizer.decode(postprocess.strip_ids(r)) for r in arrays.pop("decoded_ids")]
+    texts = postprocess.decode_texts(arrays.pop("decoded_ids"), self.tokenizer)
     parts = postprocess.prediction_dicts(arrays, texts, self.variant)
     return [postprocess.merge_predictions(parts[i * len(types) : (i + 1) * len(types)])
             for i in range(len(prompts))]  # fmt: skip
