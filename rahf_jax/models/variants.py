@@ -55,7 +55,7 @@ MODEL_SIZES = {
     64,
     "tiny",
     dict(pre_convs=(64, 32), up_channels=(32, 16), final_convs=(16,)),
-    dict(convs=(32, 16, 8), dense=(32, 16), pool="mean"),
+    dict(convs=(32, 16, 8), dense=(32, 16), pool="flatten"),
     0.0,
   ),
   "B16_t5base_384": ("B/16", 384, "t5_base", _REPRO_HEATMAP, _REPRO_SCORE, 0.1),
