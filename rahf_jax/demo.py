@@ -9,6 +9,7 @@ Writes into the output folder (default demo_out/):
 Each stage is skipped when its output is already there, so an interrupted demo resumes.
 """
 
+import contextlib
 import importlib.util
 import json
 import logging
@@ -24,28 +25,30 @@ BUILDER_DIR = os.path.join(REPO_ROOT, "rahf_jax", "data", "richhf18k")
 DEMO_CONFIG = ("configs/rahf.py", "tiny,multihead")
 
 
-def load_config(path: str, arg: str):
-  """`get_config(arg)` of a config file (as `--config path:arg` would)."""
+def config_module(path: str):
+  """The module of a config file (relative paths are taken from the repository root)."""
   full = path if os.path.isabs(path) else os.path.join(REPO_ROOT, path)
   if not os.path.exists(full):
     raise FileNotFoundError(f"config file {full!r} not found; run the demo from a repo checkout.")
-  spec = importlib.util.spec_from_file_location("rahf_demo_config", full)
+  spec = importlib.util.spec_from_file_location("rahf_config", full)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return module.get_config(arg)
+  return module
 
 
+def load_config(path: str, arg: str):
+  """`get_config(arg)` of a config file (as `--config path:arg` would)."""
+  return config_module(path).get_config(arg)
+
+
+@contextlib.contextmanager
 def _stage(name: str, timings: dict):
-  class _Timer:
-    def __enter__(self):
-      print(f"\n=== demo: {name}", flush=True)
-      self.start = time.time()
-
-    def __exit__(self, *exc):
-      timings[name] = time.time() - self.start
-      print(f"=== demo: {name} done in {timings[name]:.0f}s", flush=True)
-
-  return _Timer()
+  """Prints a stage's start and end and records its duration in `timings`."""
+  print(f"\n=== demo: {name}", flush=True)
+  start = time.time()
+  yield
+  timings[name] = time.time() - start
+  print(f"=== demo: {name} done in {timings[name]:.0f}s", flush=True)
 
 
 def make_data(out_dir: str, timings: dict) -> str:

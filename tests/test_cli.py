@@ -79,9 +79,6 @@ def test_workdir_without_checkpoint(tmp_path):
 
 
 def _load_tiny_config():
-  import importlib.util
+  from rahf_jax.demo import load_config
 
-  spec = importlib.util.spec_from_file_location("rahf_config", CONFIG)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config("tiny,multihead")
+  return load_config(CONFIG, "tiny,multihead")

@@ -4,7 +4,6 @@ Small but real: the builder, the SeqIO task, the trainer, the evaluator and the 
 run exactly as `make demo` runs them, on 96 training examples for 120 steps.
 """
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -13,15 +12,14 @@ import sys
 import numpy as np
 import pytest
 
+from rahf_jax.demo import load_config
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.slow
 
 
 def _tiny_config(data_dir):
-  spec = importlib.util.spec_from_file_location("rahf_config", f"{REPO}/configs/rahf.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  c = module.get_config("tiny,multihead")
+  c = load_config("configs/rahf.py", "tiny,multihead")
   c.data.data_dir = str(data_dir)
   c.batch_size = 16
   c.eval_batch_size = 16

@@ -1,11 +1,11 @@
 """configs/rahf.py: every size and variant resolves to a model config and a consistent schedule."""
 
-import importlib.util
 import os
 
 import pytest
 
 from rahf_jax import features
+from rahf_jax.demo import config_module
 from rahf_jax.models import get_model_config
 from rahf_jax.models.variants import MODEL_SIZES
 
@@ -13,10 +13,7 @@ _PATH = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "rahf.py"
 
 
 def _load():
-  spec = importlib.util.spec_from_file_location("rahf_config", _PATH)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return config_module(_PATH)
 
 
 @pytest.mark.parametrize("size", sorted(MODEL_SIZES))
