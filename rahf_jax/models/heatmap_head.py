@@ -20,11 +20,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from rahf_jax.models.dtypes import at_least_float32
+
 CONV_AXES = ("conv_height", "conv_width", "conv_in", "conv_out")
 
 
 class ChannelRMSNorm(nn.Module):
-  """x / sqrt(mean_c(x^2) + eps) * scale over the channel (last) axis, computed in float32."""
+  """x / sqrt(mean_c(x^2) + eps) * scale over the channel (last) axis, in at least float32."""
 
   epsilon: float = 1e-8
   dtype: jnp.dtype = jnp.float32
@@ -38,7 +40,7 @@ class ChannelRMSNorm(nn.Module):
       (x.shape[-1],),
       self.param_dtype,
     )
-    x32 = x.astype(jnp.float32)
+    x32 = x.astype(at_least_float32(x.dtype))
     y = x32 * jax.lax.rsqrt(jnp.mean(jnp.square(x32), axis=-1, keepdims=True) + self.epsilon)
     return (y * scale).astype(self.dtype)
 
@@ -119,4 +121,4 @@ class HeatmapHead(nn.Module):
     for i, c in enumerate(self.final_convs):
       x = nn.relu(conv(c, f"final_conv_{i}", **kw)(x))
     x = conv(1, "out_conv", out_axis=None, **kw)(x)
-    return jax.nn.sigmoid(x[..., 0].astype(jnp.float32))
+    return jax.nn.sigmoid(x[..., 0].astype(at_least_float32(self.dtype)))

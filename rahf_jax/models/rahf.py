@@ -6,7 +6,7 @@
   image-patch tokens of `encoded` (class token dropped) -> grid [B, g, g, D] -> heads
   T5 decoder (teacher forcing on decoder_input_ids) over the encoder memory -> logits [B, Lt, V]
 
-Outputs (float32 even when compute is bf16):
+Outputs (float32 when compute is bf16 or float32; float64 in a float64 model):
   multi-head:  {"heatmaps": {h: [B, Ho, Wo] for h in HEATMAP_TYPES},
                 "scores":   {s: [B] for s in SCORE_TYPES}, "decoder_logits": [B, Lt, V]}
   augmented:   {"heatmap": [B, Ho, Wo], "score": [B], "decoder_logits": [B, Lt, V]}

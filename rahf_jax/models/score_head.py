@@ -7,8 +7,7 @@ relu, dense 128, relu, dense 1, sigmoid. The flatten order here is (h, w, c); th
 
 `pool="mean"` replaces the flatten by a mean over the grid: a readout that does not depend on
 where in the image a feature sits, with far fewer dense weights. No size uses it by default: on the
-demo it gained less than the run-to-run spread, and under the fsdp_tp rules one element of the
-tiny model's SGD update differed from the unsharded one by 1.2e-5 (0.25%), which is unexplained.
+demo it gained less than the run-to-run spread.
 """
 
 from collections.abc import Sequence
@@ -17,6 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from rahf_jax.models.dtypes import at_least_float32
 from rahf_jax.models.heatmap_head import ChannelRMSNorm, conv
 
 
@@ -56,4 +56,4 @@ class ScoreHead(nn.Module):
       )(x)
       if i < len(self.dense):
         x = nn.relu(x)
-    return jax.nn.sigmoid(x[:, 0].astype(jnp.float32))
+    return jax.nn.sigmoid(x[:, 0].astype(at_least_float32(self.dtype)))

@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rahf_jax.models.dtypes import at_least_float32
+
 Dtype = jnp.dtype
 
 
@@ -58,7 +60,7 @@ def _param(module, name, init, shape, axes, dtype):
 
 
 class RMSNorm(nn.Module):
-  """T5 layer norm: x / rms(x) * scale (no mean subtraction, no bias), computed in float32."""
+  """T5 layer norm: x / rms(x) * scale (no mean subtraction, no bias), in at least float32."""
 
   epsilon: float = 1e-6
   dtype: Dtype = jnp.float32
@@ -69,9 +71,10 @@ class RMSNorm(nn.Module):
     scale = _param(
       self, "scale", nn.initializers.ones, (x.shape[-1],), ("embed",), self.param_dtype
     )
-    x32 = x.astype(jnp.float32)
+    wide = at_least_float32(x.dtype)
+    x32 = x.astype(wide)
     y = x32 * jax.lax.rsqrt(jnp.mean(jnp.square(x32), axis=-1, keepdims=True) + self.epsilon)
-    return (y * scale.astype(jnp.float32)).astype(self.dtype)
+    return (y * scale.astype(wide)).astype(self.dtype)
 
 
 class RelativePositionBias(nn.Module):
@@ -133,6 +136,24 @@ class Projection(nn.Module):
     return y
 
 
+def dot_product_attention(query, key, value, bias=None, mask=None, scale=None):
+  """softmax(q k^T * scale + bias, masked) v over [B, L, heads, head_dim] inputs.
+
+  `jax.nn.dot_product_attention` (which GPUs can route to a fused kernel) always takes its
+  softmax in float32; for a float64 model the same formula runs here in float64, so that a
+  float64 run is exact to float64 rounding (the equivalence tests rely on that).
+  """
+  if jnp.dtype(query.dtype).itemsize <= 4:
+    return jax.nn.dot_product_attention(query, key, value, bias=bias, mask=mask, scale=scale)
+  scale = query.shape[-1] ** -0.5 if scale is None else scale
+  logits = jnp.einsum("bqhd,bkhd->bhqk", query, key) * scale
+  if bias is not None:
+    logits = logits + bias
+  if mask is not None:
+    logits = jnp.where(mask, logits, jnp.finfo(logits.dtype).min)
+  return jnp.einsum("bhqk,bkhd->bqhd", jax.nn.softmax(logits, axis=-1), value)
+
+
 class MultiHeadAttention(nn.Module):
   """Multi-head attention with optional bias (T5: no biases, no 1/sqrt(d) scaling) and a cache.
 
@@ -186,7 +207,7 @@ class MultiHeadAttention(nn.Module):
         cached_key.value, cached_value.value = key, value
         cache_index.value = idx + inputs_q.shape[1]
 
-    x = jax.nn.dot_product_attention(
+    x = dot_product_attention(
       query.astype(self.dtype),
       key.astype(self.dtype),
       value.astype(self.dtype),

@@ -10,6 +10,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from rahf_jax.models import t5_layers
+from rahf_jax.models.dtypes import at_least_float32
 
 
 def make_token_embedder(cfg, param_dtype, dtype, name="token_embedder"):
@@ -117,4 +118,5 @@ class T5Decoder(nn.Module):
         ),
         name="logits_dense",
       )(x)
-    return nn.with_logical_constraint(logits.astype(jnp.float32), ("batch", "length", "vocab"))
+    logits = logits.astype(at_least_float32(self.dtype))
+    return nn.with_logical_constraint(logits, ("batch", "length", "vocab"))

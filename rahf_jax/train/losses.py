@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from rahf_jax import features
+from rahf_jax.models.dtypes import at_least_float32
 
 _EPS = 1e-8
 
@@ -46,7 +47,7 @@ def token_cross_entropy(
     targets: [B, L] int target ids.
     weights: [B, L] 1 on real tokens, 0 on padding.
   """
-  logits = logits.astype(jnp.float32)
+  logits = logits.astype(at_least_float32(logits.dtype))
   log_probs = jax.nn.log_softmax(logits, axis=-1)
   nll = -jnp.take_along_axis(log_probs, targets[..., None].astype(jnp.int32), axis=-1)[..., 0]
   num_tokens = jnp.sum(weights)
@@ -55,7 +56,8 @@ def token_cross_entropy(
 
 def _pixel_mse(pred: jax.Array, target: jax.Array) -> jax.Array:
   """Per-example mean over pixels of the squared error: [B, Ho, Wo] -> [B]."""
-  err = (pred.astype(jnp.float32) - target.astype(jnp.float32)) ** 2
+  dtype = at_least_float32(pred.dtype)
+  err = (pred.astype(dtype) - target.astype(dtype)) ** 2
   return jnp.mean(err.reshape(err.shape[0], -1), axis=-1)
 
 
@@ -83,36 +85,38 @@ def compute_losses(
   """
   targets = batch["decoder_target_ids"]
   bsz = targets.shape[0]
-  ex_w = jnp.ones((bsz,), jnp.float32) if example_weights is None else example_weights
-  ex_w = ex_w.astype(jnp.float32)
+  # float32, or float64 for a float64 model (the losses follow the outputs' precision).
+  loss_dtype = at_least_float32(outputs["decoder_logits"].dtype)
+  ex_w = jnp.ones((bsz,), loss_dtype) if example_weights is None else example_weights
+  ex_w = ex_w.astype(loss_dtype)
   aux: dict[str, jax.Array] = {}
 
-  tok_w = batch["decoder_loss_weights"].astype(jnp.float32) * ex_w[:, None]
+  tok_w = batch["decoder_loss_weights"].astype(loss_dtype) * ex_w[:, None]
   text_loss, num_tokens = token_cross_entropy(outputs["decoder_logits"], targets, tok_w)
   aux["num_tokens"] = num_tokens
 
   if variant == features.MULTI_HEAD:
-    heatmap_loss = jnp.zeros((), jnp.float32)
+    heatmap_loss = jnp.zeros((), loss_dtype)
     for h in features.HEATMAP_TYPES:
       mse = _weighted_mean(_pixel_mse(outputs["heatmaps"][h], batch[f"heatmap_{h}"]), ex_w)
       aux[f"heatmap_{h}"] = mse
       heatmap_loss += loss_weight(loss_weights, "heatmap", h) * mse
-    score_loss = jnp.zeros((), jnp.float32)
+    score_loss = jnp.zeros((), loss_dtype)
     for s in features.SCORE_TYPES:
-      err = (outputs["scores"][s].astype(jnp.float32) - batch[f"score_{s}"]) ** 2
+      err = (outputs["scores"][s].astype(loss_dtype) - batch[f"score_{s}"]) ** 2
       mse = _weighted_mean(err, ex_w)
       aux[f"score_{s}"] = mse
       score_loss += loss_weight(loss_weights, "score", s) * mse
   elif variant == features.AUGMENTED_PROMPT:
     otype = batch["output_type"].astype(jnp.int32)
     pix = _pixel_mse(outputs["heatmap"], batch["heatmap"])
-    sq = (outputs["score"].astype(jnp.float32) - batch["score"].astype(jnp.float32)) ** 2
-    heat_num = jnp.zeros((), jnp.float32)
-    heat_den = jnp.zeros((), jnp.float32)
-    score_num = jnp.zeros((), jnp.float32)
-    score_den = jnp.zeros((), jnp.float32)
+    sq = (outputs["score"].astype(loss_dtype) - batch["score"].astype(loss_dtype)) ** 2
+    heat_num = jnp.zeros((), loss_dtype)
+    heat_den = jnp.zeros((), loss_dtype)
+    score_num = jnp.zeros((), loss_dtype)
+    score_den = jnp.zeros((), loss_dtype)
     for i, name in enumerate(features.AUGMENTED_OUTPUT_TYPES):
-      sel = (otype == i).astype(jnp.float32) * ex_w
+      sel = (otype == i).astype(loss_dtype) * ex_w
       if name in features.HEATMAP_TYPES:
         aux[f"heatmap_{name}"] = _weighted_mean(pix, sel)
         heat_num += loss_weight(loss_weights, "heatmap", name) * jnp.sum(pix * sel)
