@@ -4,8 +4,9 @@
   tfds build rahf_jax/data/richhf18k --manual_dir=/tmp/richhf_manual --data_dir=/tmp/tfds
 
 Deterministic from --seed. The defaults (2000/200/200 examples, 256x256 JPEG images) are the
-demo size; --oddities adds one record of each real-data oddity (label-count mismatch, empty
-prompt, non-ASCII prompt, missing/undecodable image, heatmap of the wrong size/undecodable).
+demo size; --oddities adds one record of each real-data oddity (label-count mismatch, prompt
+without words, non-ASCII prompt, missing/undecodable image, heatmap of the wrong
+size/undecodable, missing caption).
 What the data contains and why it is learnable: rahf_jax/data/synthetic_scenes.py.
 """
 

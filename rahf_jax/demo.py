@@ -60,7 +60,10 @@ def make_data(out_dir: str, timings: dict) -> str:
     if not os.path.exists(os.path.join(raw, "synthetic_manifest.json")):
       synthetic.write_synthetic_richhf(raw, synthetic.SyntheticConfig())
   with _stage("tfds build richhf18k", timings):
-    if not os.path.isdir(os.path.join(data_dir, "richhf18k")):
+    from rahf_jax.data.tasks import TFDS_VERSION  # noqa: PLC0415 (SeqIO)
+
+    # A build of another builder version (an older demo_out) is built again beside it.
+    if not os.path.isdir(os.path.join(data_dir, "richhf18k", TFDS_VERSION)):
       tfds_cli = os.path.join(os.path.dirname(sys.executable), "tfds")
       cmd = [tfds_cli, "build", BUILDER_DIR, f"--manual_dir={raw}", f"--data_dir={data_dir}"]
       print(" ".join(cmd), flush=True)

@@ -10,13 +10,17 @@ for each kind seen}}, "splits": {split: {label_records, examples_written, skippe
 
 Issue kinds (the JSON keys under each split's "issues"):
   missing_image        label record whose uid has no image in the source: skipped
+  missing_caption      the uid's image is there but its caption is absent, null, empty or
+                       blank (the prompt is a model input): skipped
   undecodable_image    image bytes that do not decode: skipped
   reencoded_image      image decodes but in a format TensorFlow cannot read: re-encoded PNG, kept
   undecodable_heatmap  a heatmap that does not decode: skipped
-  heatmap_resized      a heatmap not 512x512: converted to grey and resized (bilinear), kept
-  heatmap_reencoded    a 512x512 heatmap not stored as single-channel PNG: converted, kept
+  heatmap_resized      a heatmap not 512x512: converted to grey and resized (bilinear), kept;
+                       the example's heatmap_<type>_resized is True
+  heatmap_reencoded    a 512x512 heatmap not stored as 8-bit single-channel PNG: converted
+                       (16-bit values scaled to 8 bits), kept; heatmap_<type>_reencoded is True
   label_count_mismatch label count differs from the word count (or unparseable): kept, flagged
-  empty_prompt         prompt with no words: kept
+  empty_prompt         prompt text with no words (e.g. only punctuation): kept
   non_ascii_prompt     prompt with non-ASCII characters: kept exactly (informational)
   duplicate_uid        uid seen before in the same split: kept (keys are record indices)
   malformed_record     label record that does not parse or lacks an official key: skipped
@@ -30,7 +34,13 @@ import os
 
 from etils import epath
 
-SKIPPED_KINDS = ("missing_image", "undecodable_image", "undecodable_heatmap", "malformed_record")
+SKIPPED_KINDS = (
+  "missing_image",
+  "missing_caption",
+  "undecodable_image",
+  "undecodable_heatmap",
+  "malformed_record",
+)
 KEPT_KINDS = (
   "reencoded_image",
   "heatmap_resized",

@@ -15,8 +15,10 @@ layouts are accepted inside the build's manual_dir:
    `captions.jsonl` in manual_dir: one JSON object per line,
    `{"uid": "<uid>", "caption": "<prompt>"}`.
 
-Both sources yield `(uid, encoded image bytes, caption)`; bytes are passed on as
-given (validation and counting is the builder's job).
+Both sources yield `(uid, encoded image bytes, caption)` for every wanted uid that has an
+image; caption is None when the source has none for the uid (no captions.jsonl line, a null
+caption). Bytes and captions are passed on as given (validation and counting is the builder's
+job).
 """
 
 import collections
@@ -44,6 +46,11 @@ def _as_text(value) -> str:
   if isinstance(value, bytes):
     return value.decode("utf-8", errors="replace")
   return "" if value is None else str(value)
+
+
+def _caption(value) -> str | None:
+  """A caption as text, None kept as None (the source has no caption)."""
+  return None if value is None else _as_text(value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,8 +131,8 @@ class ParquetImageSource:
     self._index, self._indexed_uids = found, wanted
     return found
 
-  def iter_images(self, wanted_uids: Iterable[str]) -> Iterator[tuple[str, bytes, str]]:
-    """Yields (uid, image bytes, caption) for every wanted uid present, shard order."""
+  def iter_images(self, wanted_uids: Iterable[str]) -> Iterator[tuple[str, bytes, str | None]]:
+    """Yields (uid, image bytes, caption or None) for every wanted uid present, shard order."""
     import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
 
     wanted = set(wanted_uids)
@@ -146,7 +153,7 @@ class ParquetImageSource:
       images = {s: table.column(f"jpg_{s}") for s in sides}
       for uid, loc in sorted(items, key=lambda item: item[1].row):
         image = images[loc.side][loc.row].as_py()
-        yield uid, (image or b""), _as_text(captions[loc.row].as_py())
+        yield uid, (image or b""), _caption(captions[loc.row].as_py())
       done += len(items)
       now = time.time()
       if now - last_log > self._log_every_s:
@@ -160,7 +167,7 @@ class FolderImageSource:
   def __init__(self, images_dir: str, captions_file: str):
     self.images_dir = os.fspath(images_dir)
     self.captions_file = os.fspath(captions_file)
-    self._captions: dict[str, str] | None = None
+    self._captions: dict[str, str | None] | None = None
     self._paths: dict[str, str] | None = None
 
   def describe(self) -> str:
@@ -169,14 +176,14 @@ class FolderImageSource:
   def _load(self) -> None:
     if self._captions is not None:
       return
-    captions = {}
+    captions: dict[str, str | None] = {}
     with open(self.captions_file, encoding="utf-8") as f:
       for line_no, line in enumerate(f, 1):
         if not line.strip():
           continue
         try:
           record = json.loads(line)
-          captions[str(record["uid"])] = _as_text(record["caption"])
+          captions[str(record["uid"])] = _caption(record["caption"])
         except (json.JSONDecodeError, KeyError, TypeError) as e:
           raise ValueError(
             f"{self.captions_file}:{line_no}: expected a JSON object with keys uid and caption "
@@ -190,15 +197,15 @@ class FolderImageSource:
     self._captions, self._paths = captions, paths
 
   def index(self, wanted_uids: Iterable[str]) -> dict[str, str]:
-    """uid -> image path, for wanted uids that have both an image and a caption."""
+    """uid -> image path, for wanted uids that have an image (with or without a caption)."""
     self._load()
-    return {u: self._paths[u] for u in wanted_uids if u in self._paths and u in self._captions}
+    return {u: self._paths[u] for u in wanted_uids if u in self._paths}
 
-  def iter_images(self, wanted_uids: Iterable[str]) -> Iterator[tuple[str, bytes, str]]:
-    """Yields (uid, image bytes, caption) for every wanted uid present."""
+  def iter_images(self, wanted_uids: Iterable[str]) -> Iterator[tuple[str, bytes, str | None]]:
+    """Yields (uid, image bytes, caption or None) for every wanted uid with an image."""
     for uid, path in sorted(self.index(wanted_uids).items()):
       with open(path, "rb") as f:
-        yield uid, f.read(), self._captions[uid]
+        yield uid, f.read(), self._captions.get(uid)
 
 
 def find_image_source(manual_dir: str) -> ParquetImageSource | FolderImageSource:

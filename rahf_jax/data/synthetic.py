@@ -40,7 +40,9 @@ ODDITY_KINDS = (
   "undecodable_image",
   "heatmap_resized",
   "undecodable_heatmap",
+  "missing_caption",
 )
+EMPTY_PROMPT = "?! ..."  # a caption with no words (an empty caption is a missing caption)
 PARQUET_SCHEMA = pa.schema(
   [
     ("caption", pa.string()),
@@ -106,7 +108,7 @@ def _oddities(config: SyntheticConfig):
     if kind == "label_count_mismatch":
       record.label_string += " 1"
     elif kind == "empty_prompt":
-      scene.prompt, record.label_string = "", ""
+      scene.prompt, record.label_string = EMPTY_PROMPT, ""
     elif kind == "non_ascii_prompt":
       prefix = 'a "dreamy" café-style picture — naïve: '
       scene.prompt = prefix + scene.prompt
@@ -121,6 +123,8 @@ def _oddities(config: SyntheticConfig):
       record.artifact_map = synthetic_scenes.encode_png(small)
     elif kind == "undecodable_heatmap":
       record.misalignment_map = b"\x89PNG\r\n\x1a\n truncated"
+    elif kind == "missing_caption":
+      scene.prompt = None  # a null caption next to the image
     out.append((kind, scene, record, image))
   return out
 

@@ -12,7 +12,9 @@ registers (or re-registers, so it is idempotent)
 and returns {variant: task name}. The tasks' features are described in preprocessors.py; the
 feature converters in feature_converter.py turn them into model features.
 
-Importing this module registers two default pairs (no data is read at import):
+Importing this module (or rahf_jax.data) registers two default pairs; nothing is read at
+import (no data, no vocabulary file), and a pair that cannot be registered is logged, not
+raised:
 
   richhf18k_multihead, richhf18k_augmented            T5 vocabulary, image 384, heatmaps 384
                                                       (the 384 model sizes of models/variants.py)
@@ -27,6 +29,7 @@ postprocessor through the `metric_fns` and `postprocess_fn` arguments (rahf_jax/
 does); the default registrations have none.
 """
 
+import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 
@@ -37,7 +40,7 @@ from rahf_jax import features as F
 from rahf_jax.data import preprocessors, vocab
 
 TFDS_NAME = "richhf18k"
-TFDS_VERSION = "1.0.0"
+TFDS_VERSION = "1.1.0"  # richhf18k_dataset_builder.Builder.VERSION
 TASK_PREFIX = "richhf18k"
 DEFAULT_SHUFFLE_BUFFER_SIZE = 256
 DATA_DIR_ENV = "RAHF_DATA_DIR"
@@ -49,6 +52,19 @@ MEDIA_FEATURES = ("image",) + tuple(f"heatmap_{h}" for h in F.HEATMAP_TYPES)
 def media_decoders() -> dict:
   """TFDS decoders that leave the image and heatmaps encoded."""
   return {k: tfds.decode.SkipDecoding() for k in MEDIA_FEATURES}
+
+
+def load_vocabularies(dataset, output_features):
+  """A SeqIO preprocessor that reads the features' vocabularies before any map is traced.
+
+  So an unreadable vocabulary (vocab.VocabularyUnavailableError) surfaces as its own one-line
+  error when a task is used, not wrapped in a tf.data tracing error. Returns `dataset` as is.
+  """
+  for feature in output_features.values():
+    load_model = getattr(feature.vocabulary, "load_model", None)  # SentencePiece vocabularies
+    if load_model is not None:
+      load_model()
+  return dataset
 
 
 # Task name -> variant, for every task registered here.
@@ -126,7 +142,10 @@ def register_tasks(
     seqio.TaskRegistry.add(
       name,
       source=source,
-      preprocessors=make_preprocessors(image_size=image_size, heatmap_size=heatmap_size),
+      preprocessors=[
+        load_vocabularies,
+        *make_preprocessors(image_size=image_size, heatmap_size=heatmap_size),
+      ],
       output_features=output_features,
       metric_fns=list(metric_fns),
       postprocess_fn=postprocess_fn,
@@ -187,20 +206,20 @@ def registered_tasks() -> Mapping[str, str]:
 
 def _register_defaults() -> None:
   data_dir = os.environ.get(DATA_DIR_ENV) or None
-  register_tasks(
-    data_dir=data_dir,
-    image_size=384,
-    heatmap_size=384,
-    vocabulary=vocab.t5_vocabulary(),
-  )
+  defaults = [(384, 384, vocab.t5_vocabulary, "")]
   if os.path.exists(vocab.DEMO_VOCAB_PATH):
-    register_tasks(
-      data_dir=data_dir,
-      image_size=64,
-      heatmap_size=32,
-      vocabulary=vocab.demo_vocabulary(),
-      suffix="_demo",
-    )
+    defaults.append((64, 32, vocab.demo_vocabulary, "_demo"))
+  for image_size, heatmap_size, make_vocabulary, suffix in defaults:
+    try:
+      register_tasks(
+        data_dir=data_dir,
+        image_size=image_size,
+        heatmap_size=heatmap_size,
+        vocabulary=make_vocabulary(),
+        suffix=suffix,
+      )
+    except Exception as e:  # pylint: disable=broad-except  # importing must not fail
+      logging.warning("rahf_jax.data.tasks: default tasks%s not registered: %s", suffix, e)
 
 
 _register_defaults()

@@ -19,14 +19,16 @@ from richhf_fixtures import TINY, build_richhf18k, read_built
 from rahf_jax.data import build_report, synthetic, synthetic_scenes
 from rahf_jax.data.richhf18k import label_records, media_checks, richhf18k_dataset_builder
 
-SKIPPED = ("missing_image", "undecodable_image", "undecodable_heatmap")
+SKIPPED = ("missing_image", "undecodable_image", "undecodable_heatmap", "missing_caption")
+VERSION = str(richhf18k_dataset_builder.Builder.VERSION)
+FLAGS = richhf18k_dataset_builder.HEATMAP_FLAGS
 
 
 @pytest.fixture(scope="module")
 def odd(synthetic_oddities, richhf18k_odd_data_dir):
   """(report, built train examples by uid, oddity uids, oddity scenes)."""
   _, manifest = synthetic_oddities
-  path = os.path.join(richhf18k_odd_data_dir, "richhf18k", "1.0.0", "build_report.json")
+  path = os.path.join(richhf18k_odd_data_dir, "richhf18k", VERSION, "build_report.json")
   with open(path, encoding="utf-8") as f:
     report = json.load(f)
   scenes = {kind: s for kind, s, _, _ in synthetic._oddities(synthetic.SyntheticConfig(**TINY))}
@@ -60,6 +62,13 @@ def test_missing_image(odd):
   assert uids["missing_image"] not in built
 
 
+def test_missing_caption(odd):
+  report, built, uids, _ = odd
+  assert _issue(report, "missing_caption") == {"count": 1, "uids": [uids["missing_caption"]]}
+  assert _issue(report, "missing_image")["uids"] == [uids["missing_image"]]
+  assert uids["missing_caption"] not in built
+
+
 def test_undecodable_image(odd):
   report, built, uids, _ = odd
   assert _issue(report, "undecodable_image") == {"count": 1, "uids": [uids["undecodable_image"]]}
@@ -88,6 +97,13 @@ def test_heatmap_not_512_is_resized(odd, richhf18k_odd_data_dir):
   )
 
 
+def test_resized_heatmap_is_flagged_in_the_example(odd):
+  _, built, uids, _ = odd
+  flagged = {uid: [f for f in FLAGS if ex[f]] for uid, ex in built.items()}
+  assert flagged.pop(uids["heatmap_resized"]) == ["heatmap_implausibility_resized"]
+  assert not any(flagged.values())  # every other example: all four flags False
+
+
 def test_label_count_mismatch_is_kept_and_flagged(odd):
   report, built, uids, scenes = odd
   uid = uids["label_count_mismatch"]
@@ -107,7 +123,7 @@ def test_empty_prompt_is_kept(odd):
   uid = uids["empty_prompt"]
   assert _issue(report, "empty_prompt") == {"count": 1, "uids": [uid]}
   ex = built[uid]
-  assert ex["prompt"] == b"" and ex["target"] == b""
+  assert ex["prompt"].decode() == synthetic.EMPTY_PROMPT and ex["target"] == b""
   assert len(ex["words"]) == 0 and len(ex["word_labels"]) == 0 and ex["word_labels_valid"]
 
 
@@ -142,28 +158,6 @@ def test_labels_without_images_names_the_layout(tmp_path, synthetic_source):
     shutil.copy(synthetic_source[0] / f"{split}.tfrecord", manual)
   with pytest.raises(FileNotFoundError, match=r"pickapic/\*\.parquet .* captions\.jsonl"):
     build_richhf18k(manual, tmp_path / "data")
-
-
-def test_absent_labels_are_downloaded_from_the_official_urls(
-  tmp_path, synthetic_source, monkeypatch
-):
-  """With the labels absent the builder asks for the official files (no network here)."""
-  manual = tmp_path / "manual"
-  shutil.copytree(synthetic_source[0] / "pickapic", manual / "pickapic")
-  shutil.copy(synthetic_source[0] / "train.tfrecord", manual)
-  asked = []
-
-  def fake_download(self, url_or_urls):
-    asked.append(url_or_urls)
-    raise ConnectionError("no network in tests")
-
-  monkeypatch.setattr(tfds.download.DownloadManager, "download", fake_download)
-  with pytest.raises(
-    FileNotFoundError, match=r"could not download \['dev.tfrecord', 'test.tfrecord'\]"
-  ):
-    build_richhf18k(manual, tmp_path / "data")
-  base = "https://media.githubusercontent.com/media/google-research-datasets/richhf-18k/main/"
-  assert asked == [{"dev": base + "dev.tfrecord", "test": base + "test.tfrecord"}]
 
 
 def test_checksums_are_the_official_ones():
@@ -207,7 +201,7 @@ def test_malformed_duplicate_and_jpeg_heatmap_records(tmp_path):
   extra = [b"\x01garbage", no_overall.SerializeToString(), label_records.serialize_record(first)]
   label_records.write_tfrecord(str(manual / "dev.tfrecord"), dev + extra)
   build_richhf18k(manual, tmp_path / "data")
-  report = build_report.read_report(str(tmp_path / "data" / "richhf18k" / "1.0.0"))["splits"]
+  report = build_report.read_report(str(tmp_path / "data" / "richhf18k" / VERSION))["splits"]
   issues = {k: v for k, v in report["dev"]["issues"].items() if v["count"]}
   assert issues == {
     "malformed_record": {"count": 2, "uids": ["record#2", "record#3"]},
@@ -216,5 +210,8 @@ def test_malformed_duplicate_and_jpeg_heatmap_records(tmp_path):
   }
   assert report["dev"]["label_records"] == 5 and report["dev"]["examples_written"] == 3
   built = tfds.builder("richhf18k", data_dir=str(tmp_path / "data")).as_dataset("dev")
-  maps = sorted(int(ex["heatmap_implausibility"].numpy().max()) for ex in built)
+  built = [{k: v.numpy() for k, v in ex.items()} for ex in built]
+  maps = sorted(int(ex["heatmap_implausibility"].max()) for ex in built)
   assert len(maps) == 3 and maps[0] == 0  # the re-encoded copy decodes as a 512x512 map
+  flagged = sorted([f for f in FLAGS if ex[f]] for ex in built)
+  assert flagged == [[], [], ["heatmap_implausibility_reencoded"]]

@@ -16,6 +16,7 @@ from PIL import Image
 from richhf_fixtures import TINY, build_richhf18k, read_built, read_source
 
 from rahf_jax.data import synthetic
+from rahf_jax.data.richhf18k import richhf18k_dataset_builder
 
 SCORE_KEYS = {
   "plausibility": "artifact_score",
@@ -23,6 +24,7 @@ SCORE_KEYS = {
   "aesthetics": "aesthetics_score",
   "overall": "overall_score",
 }
+VERSION = str(richhf18k_dataset_builder.Builder.VERSION)
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -68,7 +70,7 @@ def test_decoded_media(richhf18k_data_dir):
 
 
 def test_report_of_a_clean_build(richhf18k_data_dir):
-  with open(os.path.join(richhf18k_data_dir, "richhf18k", "1.0.0", "build_report.json")) as f:
+  with open(os.path.join(richhf18k_data_dir, "richhf18k", VERSION, "build_report.json")) as f:
     report = json.load(f)
   for split in ("train", "dev", "test"):
     r = report["splits"][split]
@@ -109,8 +111,8 @@ def test_tfds_build_cli(tmp_path, synthetic_source):
   ]
   proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  with open(tmp_path / "richhf18k" / "1.0.0" / "dataset_info.json") as f:
+  with open(tmp_path / "richhf18k" / VERSION / "dataset_info.json") as f:
     info = json.load(f)
   counts = {s["name"]: int(s["shardLengths"][0]) for s in info["splits"]}
   assert counts == {"train": 24, "dev": 8, "test": 8}
-  assert (tmp_path / "richhf18k" / "1.0.0" / "build_report.json").exists()
+  assert (tmp_path / "richhf18k" / VERSION / "build_report.json").exists()

@@ -3,16 +3,25 @@
 Each record of train/dev/test.tfrecord is a `tf.train.Example` with
   filename, artifact_map, misalignment_map, prompt_misalignment_label: bytes_list[0]
   aesthetics_score, artifact_score, misalignment_score, overall_score: float_list[0]
-(see ../shared/RAHF_REFERENCE.md s2). Shared by the builder, the synthetic
+(the format of the RichHF-18K release). Shared by the builder, the synthetic
 generator and the schema test, so all three agree on one definition.
 """
 
 import dataclasses
+import functools
+import hashlib
+import os
+import re
+import struct
 
 import tensorflow as tf
 from google.protobuf import message
 
 from rahf_jax import features
+from rahf_jax.data.richhf18k import build_errors
+
+# The official label files: url, bytes, sha256, file name (one tab-separated line each).
+CHECKSUMS_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checksums.tsv")
 
 BYTES_KEYS = (
   features.FILENAME_SOURCE_KEY,
@@ -104,13 +113,88 @@ def serialize_record(record: LabelRecord) -> bytes:
   return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
+@functools.cache
+def official_files() -> dict[str, tuple[str, int, str]]:
+  """{file name: (url, bytes, sha256)} of the official label files (checksums.tsv)."""
+  out = {}
+  with open(CHECKSUMS_PATH, encoding="utf-8") as f:
+    for line in f:
+      if line.strip():
+        url, size, sha256, name = line.split()
+        out[name] = (url, int(size), sha256)
+  return out
+
+
+def file_sha256(path: str) -> str:
+  """The sha256 hex digest of a file, read in 1 MiB blocks."""
+  digest = hashlib.sha256()
+  with tf.io.gfile.GFile(str(path), "rb") as f:
+    while block := f.read(1 << 20):
+      digest.update(block)
+  return digest.hexdigest()
+
+
+def _record_start(path: str, index: int) -> int | None:
+  """Byte offset of record `index` (walking the 8-byte length headers), None if past the end."""
+  pos = 0
+  with tf.io.gfile.GFile(str(path), "rb") as f:
+    for _ in range(index):
+      header = f.read(8)
+      if len(header) < 8:
+        return None
+      pos += 12 + struct.unpack("<Q", header)[0] + 4
+      f.seek(pos)
+  return pos
+
+
+def damaged_file_message(path: str, records_read: int, reader_message: str) -> str:
+  """One line: where reading `path` failed, and the file checked against the official one."""
+  path = os.fspath(path)
+  found = re.search(r"(corrupted|truncated) record at (\d+)", reader_message)
+  what = {"corrupted": "CRC check failed", "truncated": "file ends"}.get(
+    found.group(1) if found else "", "unreadable"
+  )
+  start = _record_start(path, records_read)
+  if start is None and found:
+    start = int(found.group(2))
+  where = f"record #{records_read}" + (f" at byte {start}" if start is not None else "")
+  size, sha256 = tf.io.gfile.stat(path).length, file_sha256(path)
+  name = os.path.basename(path)
+  official = official_files().get(name)
+  if official is None:
+    hint = "use the official files of github.com/google-research-datasets/richhf-18k"
+  elif (size, sha256) == official[1:]:
+    hint = (
+      f"it matches the official {name} ({official[1]} bytes, sha256 {official[2]}), so it reads "
+      "back wrong here: copy it again or check the disk"
+    )
+  else:
+    hint = (
+      f"it does not match the official {name} ({official[1]} bytes, sha256 {official[2]}): "
+      f"download it again from {official[0]} and replace it"
+    )
+  return (
+    f"richhf18k: label file {path} is damaged: {what} at {where} (the file has {size} bytes, "
+    f"sha256 {sha256}); {hint}."
+  )
+
+
 def read_tfrecord(path: str):
-  """Yields the serialized records of a TFRecord file (a clear error if it is not one)."""
+  """Yields the serialized records of a TFRecord file.
+
+  Raises build_errors.DamagedInputError (a ValueError), one line, when the file is truncated
+  or fails its CRC check: the record and byte offset where reading failed, and the file checked
+  against the official label file of the same name (checksums.tsv).
+  """
+  records_read = 0
   try:
-    yield from tf.data.TFRecordDataset(str(path)).as_numpy_iterator()
+    for record in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
+      yield record
+      records_read += 1
   except tf.errors.DataLossError as e:
-    raise ValueError(
-      f"{path} is not a readable TFRecord file (truncated or corrupt): {e}"
+    message_line = build_errors.one_line(e.message)
+    raise build_errors.DamagedInputError(
+      damaged_file_message(path, records_read, message_line)
     ) from None
 
 

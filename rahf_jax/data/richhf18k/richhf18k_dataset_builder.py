@@ -16,17 +16,23 @@ Features of every example (fixed names; the SeqIO tasks depend on them):
   word_labels            Sequence(int32)                labels as given: 0 = misaligned, 1 = aligned
   word_labels_valid      bool                           False: label count != word count
   target                 Text                           words joined by spaces, misaligned ones `_0`
+  heatmap_<h>_resized    bool   True: that map was not 512x512 and was resized (bilinear)
+  heatmap_<h>_reencoded  bool   True: that map was 512x512 but not an 8-bit single-channel PNG
+                                and was converted and re-encoded (h: implausibility, misalignment)
 
 Splits: train, dev, test (as the official files). Build with
   tfds build rahf_jax/data/richhf18k --manual_dir=M --data_dir=D
 or `import rahf_jax.data; tfds.builder("richhf18k", data_dir=D).download_and_prepare(
 download_config=tfds.download.DownloadConfig(manual_dir=M))`. What goes in M: README.md.
 Bad inputs are counted in `build_report.json` next to the dataset (rahf_jax.data.build_report).
+A damaged or absent label file ends the build with one line naming the file and the fix
+(build_errors), and leaves nothing in data_dir.
 """
 
 import collections
 import logging
 import os
+import socket
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -35,18 +41,25 @@ from etils import epath
 from rahf_jax import features
 from rahf_jax.data import build_report, image_sources
 from rahf_jax.data import words as words_lib
-from rahf_jax.data.richhf18k import label_records, media_checks
+from rahf_jax.data.richhf18k import build_errors, label_records, media_checks
 
 SPLITS = ("train", "dev", "test")
 LABEL_FILES = {split: f"{split}.tfrecord" for split in SPLITS}
 LABEL_URL = "https://media.githubusercontent.com/media/google-research-datasets/richhf-18k/main/"
 LABEL_URLS = {split: LABEL_URL + name for split, name in LABEL_FILES.items()}
+LABEL_HOST = "media.githubusercontent.com"
+LABEL_HOST_TIMEOUT_S = 5.0
+PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+HEATMAP_FLAGS = tuple(
+  f"heatmap_{name}_{flag}" for name in features.HEATMAP_TYPES for flag in ("resized", "reencoded")
+)
 HEATMAP_SHAPE = (media_checks.HEATMAP_SIZE, media_checks.HEATMAP_SIZE, 1)
 
 EXPECTED_LAYOUT = (
   "expected manual_dir layout: train.tfrecord, dev.tfrecord, test.tfrecord (RichHF-18K labels; "
-  "downloaded and checksum-checked when absent) and either pickapic/*.parquet (columns caption, "
-  "image_0_uid, image_1_uid, jpg_0, jpg_1) or images/<uid>.<ext> + captions.jsonl "
+  "when absent, downloaded and checksum-checked if the host answers) and either "
+  "pickapic/*.parquet (columns caption, image_0_uid, image_1_uid, jpg_0, jpg_1) or "
+  "images/<uid>.<ext> + captions.jsonl "
   '({"uid": ..., "caption": ...} per line); see rahf_jax/data/richhf18k/README.md'
 )
 
@@ -65,19 +78,62 @@ def _feature_dict() -> tfds.features.FeaturesDict:
       "word_labels": tfds.features.Sequence(tfds.features.Scalar(dtype=np.int32)),
       "word_labels_valid": tfds.features.Scalar(dtype=np.bool_),
       "target": tfds.features.Text(),
+      **{flag: tfds.features.Scalar(dtype=np.bool_) for flag in HEATMAP_FLAGS},
     }
   )
+
+
+def _unreachable(host: str) -> str | None:
+  """None if a TCP connection to host:443 opens within LABEL_HOST_TIMEOUT_S, else the reason."""
+  try:
+    socket.create_connection((host, 443), timeout=LABEL_HOST_TIMEOUT_S).close()
+  except OSError as e:
+    return build_errors.one_line(e) or type(e).__name__
+  return None
+
+
+def _tree(path: epath.Path) -> set[str]:
+  """`path` and everything under it (empty if it does not exist)."""
+  if not path.exists():
+    return set()
+  out = {os.fspath(path)}
+  if path.is_dir():
+    for child in path.iterdir():
+      out |= _tree(child)
+  return out
+
+
+def _remove_new(path: epath.Path, existed: set[str], recursive: bool) -> None:
+  """Removes `path` if a failed build made it and left it empty (or it is a temp dir)."""
+  if not path.exists() or not path.is_dir():
+    return
+  new = os.fspath(path) not in existed
+  if new and (".tmp." in path.name or "incomplete" in path.name):
+    path.rmtree(missing_ok=True)
+    return
+  if recursive:
+    for child in list(path.iterdir()):
+      _remove_new(child, existed, recursive=True)
+  if new and not any(path.iterdir()):
+    path.rmdir()
 
 
 class Builder(tfds.core.GeneratorBasedBuilder):
   """RichHF-18K (CVPR 2024) rich human feedback labels with Pick-a-Pic images."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Labels joined with Pick-a-Pic images; build report."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {
+    "1.0.0": "Labels joined with Pick-a-Pic images; build report.",
+    "1.1.0": (
+      "Per-example flags heatmap_<type>_resized / heatmap_<type>_reencoded; 16-bit heatmaps "
+      "scaled to 8 bits; records without a caption skipped and counted as missing_caption."
+    ),
+  }
   MANUAL_DOWNLOAD_INSTRUCTIONS = """
   Put in manual_dir (full text: rahf_jax/data/richhf18k/README.md):
     train.tfrecord, dev.tfrecord, test.tfrecord   RichHF-18K labels (optional: downloaded from
-        github.com/google-research-datasets/richhf-18k and checked against checksums.tsv if absent)
+        github.com/google-research-datasets/richhf-18k and checked against checksums.tsv if absent
+        and the host can be reached)
     and the Pick-a-Pic v1 images and prompts, one of:
     pickapic/*.parquet   Pick-a-Pic parquet shards (caption, image_0_uid, image_1_uid, jpg_0, jpg_1)
     images/<uid>.<ext> and captions.jsonl   one {"uid": ..., "caption": ...} JSON object per line
@@ -91,25 +147,65 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       homepage="https://github.com/google-research-datasets/richhf-18k",
     )
 
+  def download_and_prepare(self, **kwargs) -> None:
+    """TFDS's download_and_prepare; a failed build leaves no new folder in data_dir.
+
+    An uncaught build_errors.BuildInputError (e.g. from `tfds build`) prints as one line.
+    """
+    root = epath.Path(self.data_dir_root)
+    downloads = epath.Path(kwargs.get("download_dir") or root / "downloads")
+    # Deepest first; the first two belong to this dataset and are cleaned recursively.
+    watched = [root / self.name, downloads / self.name, downloads / "extracted", downloads, root]
+    existed = _tree(watched[0]) | _tree(watched[1])
+    existed |= {os.fspath(p) for p in watched[2:] if p.exists()}
+    try:
+      super().download_and_prepare(**kwargs)
+    except BaseException as e:
+      for i, path in enumerate(watched):
+        _remove_new(path, existed, recursive=i < 2)
+      if isinstance(e, build_errors.BuildInputError):
+        build_errors.install_excepthook()
+      raise
+
+  def _label_paths(self, dl_manager, manual_dir: epath.Path) -> dict[str, epath.Path]:
+    """The three label files: from manual_dir, else downloaded (only if the host answers)."""
+    label_paths = {s: manual_dir / name for s, name in LABEL_FILES.items()}
+    absent = {s: LABEL_URLS[s] for s, p in label_paths.items() if not p.exists()}
+    if not absent:
+      return label_paths
+    names = ", ".join(LABEL_FILES[s] for s in sorted(absent, key=SPLITS.index))
+    fix = (
+      f"download them from github.com/google-research-datasets/richhf-18k and put them in "
+      f"{manual_dir} (see rahf_jax/data/richhf18k/README.md)"
+    )
+    proxied = any(os.environ.get(v) for v in PROXY_VARIABLES)
+    reason = None if proxied else _unreachable(LABEL_HOST)
+    if reason:
+      raise build_errors.MissingInputError(
+        f"richhf18k: {names} not in manual_dir {manual_dir} and {LABEL_HOST} cannot be reached "
+        f"({reason}); {fix}."
+      )
+    logging.info("richhf18k: %s not in manual_dir; downloading.", names)
+    try:
+      label_paths.update(dl_manager.download(absent))
+    except Exception as e:  # pylint: disable=broad-except  # any network/checksum failure
+      raise build_errors.MissingInputError(
+        f"richhf18k: could not download {names} ({build_errors.one_line(e)}); {fix}."
+      ) from None
+    return label_paths
+
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     try:
       manual_dir = epath.Path(dl_manager.manual_dir)
     except AssertionError:
-      raise FileNotFoundError(
+      raise build_errors.MissingInputError(
         f"richhf18k: manual_dir is missing or empty; {EXPECTED_LAYOUT}."
       ) from None
-    source = image_sources.find_image_source(os.fspath(manual_dir))
-    label_paths = {s: manual_dir / name for s, name in LABEL_FILES.items()}
-    absent = {s: LABEL_URLS[s] for s, p in label_paths.items() if not p.exists()}
-    if absent:
-      logging.info("richhf18k: %s not in manual_dir; downloading.", sorted(absent))
-      try:
-        label_paths.update(dl_manager.download(absent))
-      except Exception as e:  # pylint: disable=broad-except  # any network/checksum failure
-        raise FileNotFoundError(
-          f"richhf18k: could not download {sorted(LABEL_FILES[s] for s in absent)} ({e}); "
-          f"put them in {manual_dir} instead; {EXPECTED_LAYOUT}."
-        ) from None
+    try:
+      source = image_sources.find_image_source(os.fspath(manual_dir))
+    except FileNotFoundError as e:
+      raise build_errors.MissingInputError(f"richhf18k: {e}") from None
+    label_paths = self._label_paths(dl_manager, manual_dir)
     all_uids = set()
     for path in label_paths.values():
       for serialized in label_records.read_tfrecord(path):
@@ -142,6 +238,10 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     seen = set()
     for uid, image_bytes, caption in source.iter_images(list(by_uid)):
       seen.add(uid)
+      if caption is None or not caption.strip():
+        for _ in by_uid[uid]:
+          report.add("missing_caption", uid)
+        continue
       image, issue = media_checks.check_image(image_bytes)
       for index, serialized in by_uid[uid]:
         if issue:
@@ -167,7 +267,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   def _make_example(self, record, image, caption, report):
     """The TFDS example for one label record, or None (counted) when it cannot be built."""
     uid = record.uid
-    heatmaps = {}
+    heatmaps, flags = {}, {}
     for name, data in (
       ("implausibility", record.artifact_map),
       ("misalignment", record.misalignment_map),
@@ -177,6 +277,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         report.add(issue, uid)
       if heatmaps[name] is None:
         return None
+      for flag in ("resized", "reencoded"):
+        flags[f"heatmap_{name}_{flag}"] = issue == f"heatmap_{flag}"
     paired = words_lib.pair_words_and_labels(caption, record.label_string)
     if not paired.valid:
       report.add("label_count_mismatch", uid)
@@ -195,4 +297,5 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       "word_labels": paired.labels,
       "word_labels_valid": paired.valid,
       "target": paired.target,
+      **flags,
     }
