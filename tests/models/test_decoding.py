@@ -1,21 +1,39 @@
-"""Greedy decoding: the key/value cache gives the same logits and ids as recomputing the prefix."""
+"""Greedy decoding: the key/value cache gives the same logits and ids as recomputing the prefix.
+
+The model runs in float64: a cached step and the full pass reduce over different shapes, so in
+float32 their logits differ by summation-order noise that depends on the CPU's vectorisation,
+and an argmax between two near-tied logits could flip; in float64 that noise is ~1e-16.
+"""
 
 import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from rahf_jax import features
 from rahf_jax.models import build_model, get_model_config, greedy_decode
 
+# Both paths share the encoder's output; they differ in the tiny decoder, 2 layers of ~10 sums
+# deep, each over <= 128 terms (d_ff), so the float64 rounding is about
+# depth * sqrt(terms) * eps ~ 10 * 11 * eps ~ 2.5e-14 of the logits' scale (~4; seen: 3e-15
+# absolute). A cache bug (a wrong position, a stale key) changes the logits by O(1).
+_F64_TOL = 256 * float(np.finfo(np.float64).eps)
+
+
+@pytest.fixture(autouse=True)
+def _float64():
+  with jax.enable_x64(True):
+    yield
+
 
 def _setup():
   c = get_model_config("tiny", features.AUGMENTED_PROMPT)
-  c.dtype = "float32"
+  c.dtype = c.param_dtype = "float64"
   model = build_model(c)
   rs = np.random.RandomState(0)
-  image = jnp.asarray(rs.uniform(-1, 1, (2, c.image_size, c.image_size, 3)), jnp.float32)
+  image = jnp.asarray(rs.uniform(-1, 1, (2, c.image_size, c.image_size, 3)), jnp.float64)
   prompt = jnp.asarray([[5, 9, 7, features.EOS_ID, 0], [8, 3, features.EOS_ID, 0, 0]], jnp.int32)
   targets = jnp.asarray(rs.randint(2, c.vocab_size, (2, 7)), jnp.int32)
   variables = model.init({"params": jax.random.key(0)}, image, prompt, targets)
@@ -51,7 +69,8 @@ def test_cached_steps_equal_teacher_forced_logits():
   for t in range(targets.shape[1]):
     step, state = decode_step(cache, targets[:, t : t + 1])
     cache = state["cache"]
-    np.testing.assert_allclose(step[:, 0], full[:, t], rtol=1e-4, atol=1e-4)
+    assert step.dtype == np.float64
+    np.testing.assert_allclose(step[:, 0], full[:, t], rtol=_F64_TOL, atol=_F64_TOL)
 
 
 def test_greedy_with_cache_equals_without():

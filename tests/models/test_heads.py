@@ -27,17 +27,29 @@ def _numpy_conv_transpose(x, w_io, stride=2, padding=1, output_padding=1):
   return out[k : k + oh, k : k + ow]
 
 
+# Module and numpy reference compare in float64, where a different summation order (XLA's
+# convolution and reduction vectorisation differs between CPUs) moves a result by ~1e-16 of its
+# scale. Each output below is one sum of <= 27 products or a norm over <= 6 channels, so 256
+# float64 eps (5.7e-14) bounds the rounding by a wide margin; a misplaced tap is O(1).
+_F64_TOL = 256 * float(np.finfo(np.float64).eps)
+
+
 def test_deconv_matches_pytorch_definition_and_lax():
+  with jax.enable_x64(True):
+    _check_deconv()
+
+
+def _check_deconv():
   rs = np.random.RandomState(0)
-  x = rs.randn(1, 5, 4, 3).astype(np.float32)
-  m = heatmap_head.deconv(2, "d", jnp.float32, jnp.float32)
+  x = rs.randn(1, 5, 4, 3)
+  m = heatmap_head.deconv(2, "d", jnp.float64, jnp.float64)
   v = nn.unbox(m.init(jax.random.key(0), x))
   kernel = np.asarray(v["params"]["kernel"])  # [k, k, out, in] (transpose_kernel=True)
   assert kernel.shape == (3, 3, 2, 3)
   got = np.asarray(m.apply(v, x))[0]
   ref = _numpy_conv_transpose(x[0], kernel.transpose(0, 1, 3, 2))
-  assert got.shape == (10, 8, 2)
-  np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
+  assert got.shape == (10, 8, 2) and got.dtype == np.float64
+  np.testing.assert_allclose(got, ref, rtol=_F64_TOL, atol=_F64_TOL)
   # Same numbers from jax.lax.conv_transpose (kernel read as a forward conv's HWIO).
   lax_out = jax.lax.conv_transpose(
     x,
@@ -47,7 +59,7 @@ def test_deconv_matches_pytorch_definition_and_lax():
     dimension_numbers=("NHWC", "HWIO", "NHWC"),
     transpose_kernel=True,
   )
-  np.testing.assert_allclose(lax_out[0], ref, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(lax_out[0], ref, rtol=_F64_TOL, atol=_F64_TOL)
 
 
 def test_heatmap_head_upsamples_24_to_384_in_four_steps():
@@ -70,12 +82,15 @@ def test_heatmap_head_upsamples_24_to_384_in_four_steps():
 
 
 def test_channel_rms_norm_matches_numpy():
-  x = np.random.RandomState(2).randn(2, 3, 3, 6).astype(np.float32)
-  m = heatmap_head.ChannelRMSNorm()
-  v = nn.unbox(m.init(jax.random.key(0), x))
-  v = {"params": {"scale": np.arange(6, dtype=np.float32)}}
-  ref = x / np.sqrt((x**2).mean(-1, keepdims=True) + 1e-8) * np.arange(6)
-  np.testing.assert_allclose(m.apply(v, x), ref, rtol=1e-5, atol=1e-5)
+  with jax.enable_x64(True):
+    x = np.random.RandomState(2).randn(2, 3, 3, 6)
+    m = heatmap_head.ChannelRMSNorm(dtype=jnp.float64, param_dtype=jnp.float64)
+    v = nn.unbox(m.init(jax.random.key(0), x))
+    v = {"params": {"scale": np.arange(6, dtype=np.float64)}}
+    ref = x / np.sqrt((x**2).mean(-1, keepdims=True) + 1e-8) * np.arange(6)
+    out = m.apply(v, x)
+    assert out.dtype == np.float64
+    np.testing.assert_allclose(out, ref, rtol=_F64_TOL, atol=_F64_TOL)
 
 
 def test_score_head_layout_and_range():
@@ -90,11 +105,15 @@ def test_score_head_layout_and_range():
 
 
 def test_score_head_mean_pool_ignores_where_features_are():
-  head = ScoreHead(convs=(8, 4), dense=(16,), pool="mean")
-  x = np.zeros((1, 10, 10, 10), np.float32)
-  x[0, 3, 3] = 3.0  # one bright feature, then the same feature elsewhere; the 5x5 footprint of
-  moved = np.roll(x, (3, 2), axis=(1, 2))  # the two 3x3 convs stays inside the grid both times
-  v = nn.unbox(head.init(jax.random.key(0), jnp.asarray(x)))
-  assert v["params"]["dense_0"]["kernel"].shape == (4, 16)  # pooled: last conv width only
-  np.testing.assert_allclose(head.apply(v, jnp.asarray(x)), head.apply(v, jnp.asarray(moved)),
-                             rtol=1e-5)  # fmt: skip
+  """In float64: the mean pool sums the same 100 values in a different order once they move."""
+  with jax.enable_x64(True):
+    head = ScoreHead(convs=(8, 4), dense=(16,), pool="mean", dtype=jnp.float64,
+                     param_dtype=jnp.float64)  # fmt: skip
+    x = np.zeros((1, 10, 10, 10))
+    x[0, 3, 3] = 3.0  # one bright feature, then the same feature elsewhere; the 5x5 footprint
+    moved = np.roll(x, (3, 2), axis=(1, 2))  # of the two 3x3 convs stays inside the grid both times
+    v = nn.unbox(head.init(jax.random.key(0), jnp.asarray(x)))
+    assert v["params"]["dense_0"]["kernel"].shape == (4, 16)  # pooled: last conv width only
+    out = head.apply(v, jnp.asarray(x))
+    assert out.dtype == np.float64
+    np.testing.assert_allclose(out, head.apply(v, jnp.asarray(moved)), rtol=_F64_TOL)

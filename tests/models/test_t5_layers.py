@@ -52,21 +52,36 @@ def test_relative_position_buckets_known_values():
   np.testing.assert_array_equal(got, [0, 0, 1, 15, 16, 31])
 
 
+# The numpy references below and the modules compare in float64, where a different summation
+# order (XLA's vectorisation differs between CPUs) moves a result by ~1e-16 of its scale. The
+# layers are a few sums of <= 8 terms deep, so 256 float64 eps (5.7e-14) bounds the rounding by
+# a wide margin, while a wrong mask, scale or contraction is O(1).
+_F64_TOL = 256 * float(np.finfo(np.float64).eps)
+
+
 def test_rms_norm_matches_numpy():
-  x = np.random.RandomState(0).randn(3, 5, 8).astype(np.float32)
-  m = t5_layers.RMSNorm()
-  v = m.init(jax.random.key(0), x)
-  v = jax.tree.map(lambda s: s * 2.0, v)
-  ref = x / np.sqrt(np.mean(x**2, -1, keepdims=True) + 1e-6) * 2.0
-  np.testing.assert_allclose(m.apply(v, x), ref, rtol=1e-5, atol=1e-6)
+  with jax.enable_x64(True):
+    x = np.random.RandomState(0).randn(3, 5, 8)
+    m = t5_layers.RMSNorm(dtype=jnp.float64, param_dtype=jnp.float64)
+    v = m.init(jax.random.key(0), x)
+    v = jax.tree.map(lambda s: s * 2.0, v)
+    ref = x / np.sqrt(np.mean(x**2, -1, keepdims=True) + 1e-6) * 2.0
+    out = m.apply(v, x)
+    assert out.dtype == np.float64
+    np.testing.assert_allclose(out, ref, rtol=_F64_TOL, atol=_F64_TOL)
 
 
 def test_attention_matches_numpy_and_ignores_masked_keys():
+  with jax.enable_x64(True):
+    _check_attention()
+
+
+def _check_attention():
   rs = np.random.RandomState(1)
   b, lq, lk, d, h, hd = 2, 3, 5, 8, 2, 4
-  xq, xkv = rs.randn(b, lq, d).astype(np.float32), rs.randn(b, lk, d).astype(np.float32)
+  xq, xkv = rs.randn(b, lq, d), rs.randn(b, lk, d)
   mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], bool)
-  m = t5_layers.MultiHeadAttention(h, hd)
+  m = t5_layers.MultiHeadAttention(h, hd, dtype=jnp.float64, param_dtype=jnp.float64)
   v = m.init(jax.random.key(0), xq, xkv)
   out = m.apply(v, xq, xkv, None, mask[:, None, None, :])
   p = jax.tree.map(np.asarray, nn.unbox(v)["params"])
@@ -78,8 +93,10 @@ def test_attention_matches_numpy_and_ignores_masked_keys():
   w /= w.sum(-1, keepdims=True)
   ctx = np.einsum("bhqs,bshk->bqhk", w, val)
   ref = np.einsum("bqhk,hkd->bqd", ctx, p["out"]["kernel"])
-  np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5)
-  # Changing the masked (padding) keys changes nothing.
+  assert out.dtype == np.float64
+  np.testing.assert_allclose(out, ref, rtol=_F64_TOL, atol=_F64_TOL)
+  # Changing the masked (padding) keys changes nothing: their softmax weights are exactly 0 and
+  # the same computation runs on the same shapes.
   xkv2 = xkv.copy()
   xkv2[0, 3:] = rs.randn(2, d)
   out2 = m.apply(v, xq, xkv2, None, mask[:, None, None, :])
@@ -87,7 +104,15 @@ def test_attention_matches_numpy_and_ignores_masked_keys():
 
 
 def test_remat_policies_give_identical_gradients_with_dropout():
-  """Rematerialised blocks (static deterministic/decode flags) recompute exactly, with dropout."""
+  """Rematerialised blocks (static deterministic/decode flags) recompute exactly, with dropout.
+
+  Compared in float64: rematerialisation changes what XLA fuses, hence summation orders.
+  """
+  with jax.enable_x64(True):
+    _check_remat_policies()
+
+
+def _check_remat_policies():
   import ml_collections
 
   from rahf_jax.models import t5_stack
@@ -108,7 +133,7 @@ def test_remat_policies_give_identical_gradients_with_dropout():
       relative_attention_max_distance=16,
     )
   )
-  x = jnp.asarray(np.random.RandomState(0).randn(2, 5, 16), jnp.float32)
+  x = jnp.asarray(np.random.RandomState(0).randn(2, 5, 16), jnp.float64)
   mask = jnp.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], bool)
   ids = jnp.array([[0, 3, 4], [0, 5, 6]], jnp.int32)
 
@@ -117,9 +142,10 @@ def test_remat_policies_give_identical_gradients_with_dropout():
 
     @nn.compact
     def __call__(self, x, mask, ids):
-      emb = t5_stack.make_token_embedder(cfg, jnp.float32, jnp.float32)
-      enc = t5_stack.T5Encoder(cfg, self.policy)(x, mask, False)
-      return t5_stack.T5Decoder(cfg, emb, self.policy)(ids, enc, mask, False)
+      kw = dict(dtype=jnp.float64, param_dtype=jnp.float64)
+      emb = t5_stack.make_token_embedder(cfg, jnp.float64, jnp.float64)
+      enc = t5_stack.T5Encoder(cfg, self.policy, **kw)(x, mask, False)
+      return t5_stack.T5Decoder(cfg, emb, self.policy, **kw)(ids, enc, mask, False)
 
   grads = {}
   for policy in ("none", "full", "dots"):
@@ -131,4 +157,8 @@ def test_remat_policies_give_identical_gradients_with_dropout():
     grads[policy] = jax.jit(jax.grad(loss))(v)
   for policy in ("full", "dots"):
     for a, b in zip(jax.tree.leaves(grads[policy]), jax.tree.leaves(grads["none"]), strict=True):
-      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+      assert a.dtype == np.float64
+      # Relative to the leaf's scale: an element that is a near-cancelling sum keeps only the
+      # absolute rounding error of its terms (seen: bitwise equal on an AMD EPYC).
+      scale = max(float(np.max(np.abs(b))), 1.0)
+      np.testing.assert_allclose(a, b, rtol=0, atol=_F64_TOL * scale)

@@ -21,17 +21,33 @@ def test_decode_variant_matches_published_sizes():
     vit.decode_variant("Q/16")
 
 
-def _zero_depth_vit(image_size=32, patch=8, cls=True):
+def _zero_depth_vit(image_size=32, patch=8, cls=True, dtype=jnp.float32):
   return vit.ViT(
-    width=6, depth=0, mlp_dim=8, num_heads=2, patch_size=patch, image_size=image_size, cls_token=cls
-  )
+    width=6, depth=0, mlp_dim=8, num_heads=2, patch_size=patch, image_size=image_size,
+    cls_token=cls, dtype=dtype, param_dtype=dtype,
+  )  # fmt: skip
+
+
+# float64: each token is one sum of 192 products, then a LayerNorm over 6 channels; the rounding
+# error is about sqrt(192) * eps ~ 3e-15 of the inputs' scale, and the LayerNorm's 1 / std
+# (std >= ~0.1 here) scales it by at most ~10. A wrong patch order or table is O(1).
+_F64_TOL = 256 * float(np.finfo(np.float64).eps)
 
 
 def test_patch_order_and_position_embedding_against_numpy():
-  """Tokens are row-major patches (+ posemb per position, class token first), as ViT defines."""
-  m = _zero_depth_vit()
-  img = np.random.RandomState(0).uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
+  """Tokens are row-major patches (+ posemb per position, class token first), as ViT defines.
+
+  Compared in float64 (model and numpy), where summation order cannot matter at this tolerance.
+  """
+  with jax.enable_x64(True):
+    _check_patch_order_and_position_embedding()
+
+
+def _check_patch_order_and_position_embedding():
+  m = _zero_depth_vit(dtype=jnp.float64)
+  img = np.random.RandomState(0).uniform(-1, 1, (2, 32, 32, 3))
   v = nn.unbox(m.init(jax.random.key(0), img))
+  assert v["params"]["embedding"]["kernel"].dtype == np.float64
   p = jax.tree.map(np.asarray, v["params"])
   pe = p["Transformer"]["posembed_input"]["pos_embedding"]
   assert pe.shape == (1, 1 + 16, 6) and p["cls"].shape == (1, 1, 6)
@@ -42,7 +58,9 @@ def test_patch_order_and_position_embedding_against_numpy():
   mu, var = tok.mean(-1, keepdims=True), tok.var(-1, keepdims=True)
   ln = p["Transformer"]["encoder_norm"]
   ref = (tok - mu) / np.sqrt(var + 1e-6) * ln["scale"] + ln["bias"]
-  np.testing.assert_allclose(m.apply(v, img), ref, rtol=1e-4, atol=1e-4)
+  out = m.apply(v, img)
+  assert out.dtype == np.float64
+  np.testing.assert_allclose(out, ref, rtol=_F64_TOL, atol=_F64_TOL)
 
 
 def test_any_resolution_divisible_by_patch():

@@ -1,5 +1,10 @@
-"""Losses against a hand-written numpy reference (both variants, masks, weights)."""
+"""Losses against a hand-written numpy reference (both variants, masks, weights).
 
+Inputs and losses are float64 (the losses follow their inputs' precision), so the reference's
+summation order, which differs from XLA's, cannot matter at the tolerance below.
+"""
+
+import jax
 import numpy as np
 import pytest
 
@@ -7,6 +12,18 @@ from rahf_jax import features
 from rahf_jax.train import losses
 
 B, H, W, L, V = 5, 4, 3, 6, 7
+DTYPE = np.float64
+# Every summed term is non-negative (squared errors, per-token cross-entropies logz - logit), so
+# each sum of n terms is within about n * eps of the exact value in any order; n <= B * H * W = 60
+# here, plus a few eps for exp/log: 256 float64 eps (5.7e-14) bounds it. A wrong mask or weight
+# changes a loss by a whole term, >= 1e-3 of it.
+_RTOL = 256 * float(np.finfo(np.float64).eps)
+
+
+@pytest.fixture(autouse=True)
+def _float64():
+  with jax.enable_x64(True):
+    yield
 
 
 def _np_ce(logits, targets, weights):
@@ -24,9 +41,9 @@ def _np_ce(logits, targets, weights):
 
 
 def _text(rng):
-  logits = rng.normal(size=(B, L, V)).astype(np.float32)
+  logits = rng.normal(size=(B, L, V)).astype(DTYPE)
   targets = rng.integers(0, V, size=(B, L)).astype(np.int32)
-  weights = (rng.uniform(size=(B, L)) < 0.6).astype(np.float32)
+  weights = (rng.uniform(size=(B, L)) < 0.6).astype(DTYPE)
   return logits, targets, weights
 
 
@@ -36,14 +53,15 @@ def test_multihead_matches_numpy_reference():
   batch = {"decoder_target_ids": targets, "decoder_loss_weights": weights}
   outputs = {"decoder_logits": logits, "heatmaps": {}, "scores": {}}
   for h in features.HEATMAP_TYPES:
-    outputs["heatmaps"][h] = rng.uniform(size=(B, H, W)).astype(np.float32)
-    batch[f"heatmap_{h}"] = rng.uniform(size=(B, H, W)).astype(np.float32)
+    outputs["heatmaps"][h] = rng.uniform(size=(B, H, W)).astype(DTYPE)
+    batch[f"heatmap_{h}"] = rng.uniform(size=(B, H, W)).astype(DTYPE)
   for s in features.SCORE_TYPES:
-    outputs["scores"][s] = rng.uniform(size=(B,)).astype(np.float32)
-    batch[f"score_{s}"] = rng.uniform(size=(B,)).astype(np.float32)
+    outputs["scores"][s] = rng.uniform(size=(B,)).astype(DTYPE)
+    batch[f"score_{s}"] = rng.uniform(size=(B,)).astype(DTYPE)
   lw = {"heatmap": 2.0, "score": 0.5, "text": 3.0, "aesthetics": 4.0}
 
   loss, aux = losses.compute_losses(outputs, batch, features.MULTI_HEAD, lw)
+  assert loss.dtype == DTYPE
 
   ref_h = {h: np.mean((outputs["heatmaps"][h] - batch[f"heatmap_{h}"]) ** 2) for h in
            features.HEATMAP_TYPES}  # fmt: skip
@@ -52,13 +70,13 @@ def test_multihead_matches_numpy_reference():
   ref_ce = _np_ce(logits, targets, weights)
   ref = 2.0 * sum(ref_h.values()) + 3.0 * ref_ce
   ref += sum((4.0 if s == "aesthetics" else 0.5) * v for s, v in ref_s.items())
-  np.testing.assert_allclose(float(loss), ref, rtol=1e-5)
-  np.testing.assert_allclose(float(aux["text_loss"]), ref_ce, rtol=1e-5)
+  np.testing.assert_allclose(float(loss), ref, rtol=_RTOL)
+  np.testing.assert_allclose(float(aux["text_loss"]), ref_ce, rtol=_RTOL)
   np.testing.assert_allclose(float(aux["num_tokens"]), weights.sum())
   for h, v in ref_h.items():
-    np.testing.assert_allclose(float(aux[f"heatmap_{h}"]), v, rtol=1e-5)
+    np.testing.assert_allclose(float(aux[f"heatmap_{h}"]), v, rtol=_RTOL)
   for s, v in ref_s.items():
-    np.testing.assert_allclose(float(aux[f"score_{s}"]), v, rtol=1e-5)
+    np.testing.assert_allclose(float(aux[f"score_{s}"]), v, rtol=_RTOL)
 
 
 def test_multihead_example_weights_drop_padded_rows():
@@ -67,13 +85,13 @@ def test_multihead_example_weights_drop_padded_rows():
   batch = {"decoder_target_ids": targets, "decoder_loss_weights": weights}
   outputs = {"decoder_logits": logits, "heatmaps": {}, "scores": {}}
   for h in features.HEATMAP_TYPES:
-    outputs["heatmaps"][h] = rng.uniform(size=(B, H, W)).astype(np.float32)
-    batch[f"heatmap_{h}"] = rng.uniform(size=(B, H, W)).astype(np.float32)
+    outputs["heatmaps"][h] = rng.uniform(size=(B, H, W)).astype(DTYPE)
+    batch[f"heatmap_{h}"] = rng.uniform(size=(B, H, W)).astype(DTYPE)
   for s in features.SCORE_TYPES:
-    outputs["scores"][s] = rng.uniform(size=(B,)).astype(np.float32)
-    batch[f"score_{s}"] = rng.uniform(size=(B,)).astype(np.float32)
+    outputs["scores"][s] = rng.uniform(size=(B,)).astype(DTYPE)
+    batch[f"score_{s}"] = rng.uniform(size=(B,)).astype(DTYPE)
   lw = {"heatmap": 1.0, "score": 1.0, "text": 1.0}
-  ex_w = np.array([1, 1, 1, 0, 0], np.float32)
+  ex_w = np.array([1, 1, 1, 0, 0], DTYPE)
   loss, _ = losses.compute_losses(outputs, batch, features.MULTI_HEAD, lw, ex_w)
 
   def cut(tree):
@@ -82,7 +100,7 @@ def test_multihead_example_weights_drop_padded_rows():
     return tree[:3]
 
   ref, _ = losses.compute_losses(cut(outputs), cut(batch), features.MULTI_HEAD, lw)
-  np.testing.assert_allclose(float(loss), float(ref), rtol=1e-5)
+  np.testing.assert_allclose(float(loss), float(ref), rtol=_RTOL)
 
 
 def test_augmented_only_own_output_type_counts():
@@ -90,25 +108,25 @@ def test_augmented_only_own_output_type_counts():
   types = features.AUGMENTED_OUTPUT_TYPES
   b = 2 * len(types)
   otype = np.array(list(range(len(types))) * 2, np.int32)
-  logits = rng.normal(size=(b, L, V)).astype(np.float32)
+  logits = rng.normal(size=(b, L, V)).astype(DTYPE)
   targets = rng.integers(0, V, size=(b, L)).astype(np.int32)
-  words = np.array([types[t] == features.WORDS_TYPE for t in otype], np.float32)
-  weights = (rng.uniform(size=(b, L)) < 0.7).astype(np.float32) * words[:, None]
+  words = np.array([types[t] == features.WORDS_TYPE for t in otype], DTYPE)
+  weights = (rng.uniform(size=(b, L)) < 0.7).astype(DTYPE) * words[:, None]
   weights[otype == types.index(features.WORDS_TYPE), 0] = 1.0
   outputs = {
-    "heatmap": rng.uniform(size=(b, H, W)).astype(np.float32),
-    "score": rng.uniform(size=(b,)).astype(np.float32),
+    "heatmap": rng.uniform(size=(b, H, W)).astype(DTYPE),
+    "score": rng.uniform(size=(b,)).astype(DTYPE),
     "decoder_logits": logits,
   }
   batch = {
     "output_type": otype,
-    "heatmap": rng.uniform(size=(b, H, W)).astype(np.float32),
-    "score": rng.uniform(size=(b,)).astype(np.float32),
+    "heatmap": rng.uniform(size=(b, H, W)).astype(DTYPE),
+    "score": rng.uniform(size=(b,)).astype(DTYPE),
     "decoder_target_ids": targets,
     "decoder_loss_weights": weights,
   }
   lw = {"heatmap": 1.0, "score": 1.0, "text": 0.5, "misalignment": 3.0, "overall": 2.0}
-  ex_w = np.ones((b,), np.float32)
+  ex_w = np.ones((b,), DTYPE)
   ex_w[-1] = 0.0  # the last example (misaligned words) is padding
   loss, aux = losses.compute_losses(outputs, batch, features.AUGMENTED_PROMPT, lw, ex_w)
 
@@ -126,39 +144,39 @@ def test_augmented_only_own_output_type_counts():
       s_num += w * (outputs["score"][i] - batch["score"][i]) ** 2
       s_den += 1
   ce = _np_ce(logits, targets, weights * ex_w[:, None])
-  np.testing.assert_allclose(float(aux["heatmap_loss"]), h_num / h_den, rtol=1e-5)
-  np.testing.assert_allclose(float(aux["score_loss"]), s_num / s_den, rtol=1e-5)
-  np.testing.assert_allclose(float(aux["text_loss"]), ce, rtol=1e-5)
-  np.testing.assert_allclose(float(loss), h_num / h_den + s_num / s_den + 0.5 * ce, rtol=1e-5)
+  np.testing.assert_allclose(float(aux["heatmap_loss"]), h_num / h_den, rtol=_RTOL)
+  np.testing.assert_allclose(float(aux["score_loss"]), s_num / s_den, rtol=_RTOL)
+  np.testing.assert_allclose(float(aux["text_loss"]), ce, rtol=_RTOL)
+  np.testing.assert_allclose(float(loss), h_num / h_den + s_num / s_den + 0.5 * ce, rtol=_RTOL)
   i = types.index("aesthetics")
   sel = otype == i
   ref = np.mean((outputs["score"][sel] - batch["score"][sel]) ** 2)
-  np.testing.assert_allclose(float(aux["score_aesthetics"]), ref, rtol=1e-5)
+  np.testing.assert_allclose(float(aux["score_aesthetics"]), ref, rtol=_RTOL)
 
 
 def test_augmented_batch_without_heatmap_examples_has_zero_heatmap_loss():
   rng = np.random.default_rng(3)
   otype = np.full((3,), features.AUGMENTED_OUTPUT_TYPES.index("overall"), np.int32)
   outputs = {
-    "heatmap": rng.uniform(size=(3, H, W)).astype(np.float32),
-    "score": np.array([0.1, 0.2, 0.3], np.float32),
-    "decoder_logits": rng.normal(size=(3, L, V)).astype(np.float32),
+    "heatmap": rng.uniform(size=(3, H, W)).astype(DTYPE),
+    "score": np.array([0.1, 0.2, 0.3], DTYPE),
+    "decoder_logits": rng.normal(size=(3, L, V)).astype(DTYPE),
   }
   batch = {
     "output_type": otype,
-    "heatmap": np.zeros((3, H, W), np.float32),
-    "score": np.array([0.1, 0.4, 0.0], np.float32),
+    "heatmap": np.zeros((3, H, W), DTYPE),
+    "score": np.array([0.1, 0.4, 0.0], DTYPE),
     "decoder_target_ids": np.zeros((3, L), np.int32),
-    "decoder_loss_weights": np.zeros((3, L), np.float32),
+    "decoder_loss_weights": np.zeros((3, L), DTYPE),
   }
   loss, aux = losses.compute_losses(outputs, batch, features.AUGMENTED_PROMPT, {})
   np.testing.assert_allclose(float(aux["heatmap_loss"]), 0.0)
   np.testing.assert_allclose(float(aux["text_loss"]), 0.0)
-  np.testing.assert_allclose(float(loss), (0.2**2 + 0.3**2) / 3, rtol=1e-5)
+  np.testing.assert_allclose(float(loss), (0.2**2 + 0.3**2) / 3, rtol=_RTOL)
 
 
 def test_unknown_variant_is_a_clear_error():
   batch = {"decoder_target_ids": np.zeros((1, 2), np.int32),
-           "decoder_loss_weights": np.ones((1, 2), np.float32)}  # fmt: skip
+           "decoder_loss_weights": np.ones((1, 2), DTYPE)}  # fmt: skip
   with pytest.raises(ValueError, match="Unknown model variant"):
     losses.compute_losses({"decoder_logits": np.zeros((1, 2, 3))}, batch, "nope", {})
