@@ -254,8 +254,9 @@ def sequence_log_likelihood(logits: Any, targets: Any, weights: Any, xp: Callabl
   """
   if xp is None:
     xp = np
-  logits = logits.astype(xp.float32)
+  dtype = xp.promote_types(logits.dtype, xp.float32)  # float64 logits stay float64
+  logits = logits.astype(dtype)
   shifted = logits - xp.max(logits, axis=-1, keepdims=True)
   log_z = xp.log(xp.sum(xp.exp(shifted), axis=-1))
   picked = xp.take_along_axis(shifted, targets[..., None].astype(xp.int32), axis=-1)[..., 0]
-  return xp.sum((picked - log_z) * weights.astype(xp.float32), axis=-1)
+  return xp.sum((picked - log_z) * weights.astype(dtype), axis=-1)
