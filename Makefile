@@ -35,6 +35,7 @@ data: $(STAMP)  ## only make the demo's synthetic RichHF-format data and build i
 bench: $(STAMP)  ## CPU benchmark of the tiny config (GPU: see bench/README.md)
 	$(PY) bench/bench_model.py --sizes tiny --variants multihead,augmented
 	$(PY) bench/bench_input_pipeline.py
+	$(PY) bench/bench_reward.py --size tiny --batch_sizes 1,8,32
 
 lint: $(STAMP)  ## ruff check + format check
 	$(VENV)/bin/ruff check .

@@ -50,3 +50,8 @@ RUNS="${RUNS:-L16:multihead:16,L16:multihead:32:train+infer,B16:multihead:16:tra
 "$PY" bench/bench_model.py --isolate --runs "$RUNS" \
   --deadline_s "${DEADLINE_S:-400}" --steps "${STEPS:-20}" --warmup 3 --infer_steps 10 \
   --json "$OUT_DIR/bench_gpu.json" ${EXTRA:-} 2>&1 | tee "$OUT_DIR/bench_gpu.log"
+
+# RAHF as a reward (bench/bench_reward.py): Scorer throughput (heads; + greedy words) and the
+# differentiable reward (+ its pixel gradient), L16 multi-head; needs sentencepiece in the
+# carried .whl/ (`pip download ... sentencepiece==0.2.2` beside ml-collections). REWARD=0 skips.
+[ "${REWARD:-1}" = 0 ] || timeout "${REWARD_TIMEOUT_S:-240}" "$PY" bench/bench_reward.py --size L16 --batch_sizes "${REWARD_BATCHES:-8,16}" --json "$OUT_DIR/bench_reward.json" 2>&1 | tee "$OUT_DIR/bench_reward.log"

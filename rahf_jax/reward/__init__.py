@@ -1,0 +1,43 @@
+"""RAHF as a reward: scoring at scale, ranking, a differentiable JAX reward, inpainting masks.
+
+  from rahf_jax.reward import Scorer, inpainting_mask
+
+  scorer = Scorer.from_workdir("demo_out/workdir")
+  results = scorer.score(images, prompts, heatmaps=True, words=True)   # list[ScoreResult]
+  best = scorer.best_of_n("a red cube", candidates)                     # by DEFAULT_WEIGHTS
+  reward = scorer.reward_fn()          # pure JAX: (params, images [B,H,W,3] in [0,1], ids) -> [B]
+  mask = inpainting_mask(results[0].implausibility_heatmap)
+
+Modules: `scorer` (bucketed batch scoring on top of rahf_jax.inference.predictor), `score_result`
+(the typed result, misaligned prompt words), `image_inputs` (any image -> uint8 RGB), `ranking`
+(weighted mixes of the scores, rank, best-of-n), `differentiable` (`reward_fn`), `inpainting`
+(`inpainting_mask`), and the `rahf-jax score` command: `score_cli` (flags, the run), `score_rows`
+(manifest / image folder -> rows), `results_file` (resumable JSONL), `gallery` (static HTML).
+
+Names are imported on first use, so `import rahf_jax.reward` (and the CLI) stays light.
+"""
+
+import importlib
+
+_EXPORTS = {
+  "Scorer": "scorer",
+  "ScoreResult": "score_result",
+  "load_image": "image_inputs",
+  "ImageInputError": "image_inputs",
+  "DEFAULT_WEIGHTS": "ranking",
+  "RankedCandidate": "ranking",
+  "combined_score": "ranking",
+  "rank_results": "ranking",
+  "reward_fn": "differentiable",
+  "augmented_prefix_ids": "differentiable",
+  "inpainting_mask": "inpainting",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+  if name not in _EXPORTS:
+    raise AttributeError(f"module 'rahf_jax.reward' has no attribute {name!r}")
+  module = importlib.import_module(f"rahf_jax.reward.{_EXPORTS[name]}")
+  return getattr(module, name)

@@ -1,0 +1,90 @@
+"""`ScoreResult`: what RAHF says about one (image, prompt) pair, and the misaligned prompt words.
+
+Prompt words are split as RichHF-18K splits them (on the characters `,.?!":;` and on spaces;
+the same rule as rahf_jax.data.words, repeated here because rahf_jax.data imports TensorFlow).
+"""
+
+import dataclasses
+import re
+from typing import Any
+
+import numpy as np
+
+from rahf_jax import features as F
+
+_SPLIT_RE = re.compile("[" + re.escape(',.?!":; ') + "]")
+
+
+def prompt_words(prompt: str) -> list[str]:
+  """The prompt's words, split as RichHF-18K does."""
+  return [w for w in _SPLIT_RE.split(prompt) if w]
+
+
+def misaligned_prompt_words(prompt: str, marked: str) -> list[str]:
+  """The prompt words that the decoded `_0`-marked prompt marks, in prompt order.
+
+  When the decoder reproduced the prompt word for word, the marks are read by position;
+  otherwise a prompt word counts as marked when the same word carries `_0` somewhere in
+  `marked` (each marked occurrence matches one prompt occurrence). Marked words that are not
+  prompt words are left out.
+  """
+  words = prompt_words(prompt)
+  decoded = marked.split()
+  suffix = F.MISALIGNED_SUFFIX
+  bare = [w[: -len(suffix)] if w.endswith(suffix) else w for w in decoded]
+  if bare == words:
+    return [w for w, d in zip(words, decoded, strict=True) if d.endswith(suffix)]
+  pool: dict[str, int] = {}
+  for w in decoded:
+    if w.endswith(suffix):
+      pool[w[: -len(suffix)]] = pool.get(w[: -len(suffix)], 0) + 1
+  out = []
+  for w in words:
+    if pool.get(w, 0) > 0:
+      pool[w] -= 1
+      out.append(w)
+  return out
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ScoreResult:
+  """RAHF's output for one (image, prompt) pair.
+
+  Attributes:
+    plausibility, alignment, aesthetics, overall: the four scores, each in [0, 1] (higher is
+      better: fewer artifacts, better prompt alignment, more aesthetic, better overall).
+    implausibility_heatmap, misalignment_heatmap: float32 [H, W] in [0, 1] at the image's own
+      resolution (bilinear from the model's heatmap size), or None when not asked for.
+    misaligned_words: the prompt words RAHF marks as not shown in the image, in prompt order,
+      or None when not asked for.
+    marked_prompt: the decoder's text (the prompt with `_0` after each misaligned word), or
+      None when words were not asked for.
+  """
+
+  plausibility: float
+  alignment: float
+  aesthetics: float
+  overall: float
+  implausibility_heatmap: np.ndarray | None = None
+  misalignment_heatmap: np.ndarray | None = None
+  misaligned_words: list[str] | None = None
+  marked_prompt: str | None = None
+
+  @property
+  def scores(self) -> dict[str, float]:
+    """{score type: value} in features.SCORE_TYPES order."""
+    return {s: float(getattr(self, s)) for s in F.SCORE_TYPES}
+
+  @property
+  def heatmaps(self) -> dict[str, np.ndarray]:
+    """{heatmap type: map} of the heatmaps present."""
+    maps = {h: getattr(self, f"{h}_heatmap") for h in F.HEATMAP_TYPES}
+    return {h: m for h, m in maps.items() if m is not None}
+
+  def to_json(self) -> dict[str, Any]:
+    """The JSON-able part: scores, and the words when present (heatmaps are left out)."""
+    out: dict[str, Any] = {"scores": self.scores}
+    if self.misaligned_words is not None:
+      out["misaligned_words"] = list(self.misaligned_words)
+      out["marked_prompt"] = self.marked_prompt
+    return out

@@ -1,0 +1,44 @@
+"""The README's "Use RAHF as a reward" Python examples run as written (only WORKDIR is changed)."""
+
+import os
+import re
+
+import jax
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SECTION = "## Use RAHF as a reward"
+WORKDIR_LINE = 'WORKDIR = "demo_out/workdir"'
+
+
+def readme_reward_snippets() -> list[str]:
+  """The ```python blocks of the README's reward section, in order."""
+  with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+    text = f.read()
+  start = text.index(SECTION)
+  end = text.find("\n## ", start + len(SECTION))
+  section = text[start : end if end > 0 else len(text)]
+  return re.findall(r"```python\n(.*?)```", section, flags=re.S)
+
+
+def test_readme_reward_examples_run(workdir):
+  snippets = readme_reward_snippets()
+  assert len(snippets) == 2 and WORKDIR_LINE in snippets[0]
+  code = "\n".join(snippets).replace(WORKDIR_LINE, f"WORKDIR = {workdir!r}")
+  ns: dict = {}
+  exec(compile(code, "README.md", "exec"), ns)  # noqa: S102
+
+  results, images = ns["results"], ns["images"]
+  assert len(results) == 4 and ns["r"].implausibility_heatmap.shape == (96, 128)
+  assert isinstance(ns["r"].misaligned_words, list)
+  assert ns["best"].index == int(np.argmax([x.overall for x in results]))
+  mixes = [x.plausibility + x.alignment for x in results]
+  assert [c.index for c in ns["ranked"]] == sorted(range(4), key=lambda i: -mixes[i])
+  assert ns["mask"].shape == (96, 128) and ns["mask"].dtype == bool
+  # The toy generator's reward after the ten steps is above its first images' reward.
+  start = ns["reward"](ns["scorer"].params, ns["generate"](ns["g"]), ns["prompt_ids"])
+  assert np.isfinite(float(ns["mean_reward"])) and len(images) == 4
+  w0 = 0.01 * jax.random.normal(jax.random.key(0), (8, 32 * 32 * 3))  # the snippet's start
+  first_g = {"w": w0, "b": np.zeros(3072, np.float32)}
+  before = ns["reward"](ns["scorer"].params, ns["generate"](first_g), ns["prompt_ids"])
+  assert float(start.mean()) > float(before.mean())
