@@ -5,7 +5,7 @@ Install for development with `make install` (creates .venv and installs `-e .[de
 
 import setuptools
 
-# Pinned to the set probed in ../shared/DESIGN.md (Python 3.11, x86_64, PyPI).
+# Pinned to a set probed together on Python 3.11, x86_64, from PyPI.
 INSTALL_REQUIRES = [
   "jax==0.10.2",
   "jaxlib==0.10.2",
@@ -34,7 +34,16 @@ INSTALL_REQUIRES = [
   "mlcroissant",
   "importlib_resources",
   "gin-config==0.5.0",
+  # Hugging Face .safetensors weights are read with safetensors.numpy (no torch needed).
+  "safetensors==0.8.0",
 ]
+
+# PyTorch state dicts (.pt / .bin, e.g. the PyTorch RAHF reproduction's checkpoint) are read with
+# torch. Exactly 2.13.0: its CPU build is ~750 MB, while an unpinned or newer torch pulls a
+# multi-GB CUDA build. transformers 4.57.6 works with it (parity tests build their reference
+# ViT/T5 from it).
+TORCH = ["torch==2.13.0"]
+TRANSFORMERS = ["transformers==4.57.6"]
 
 EXTRAS_REQUIRE = {
   "dev": [
@@ -45,7 +54,10 @@ EXTRAS_REQUIRE = {
     "nbclient",
     "nbformat",
     "ipykernel",
+    *TORCH,
+    *TRANSFORMERS,
   ],
+  "torch": TORCH,
   # t5x, airio and jestimator are not on PyPI (jestimator's PyPI release is broken on
   # current jax); they install from GitHub.
   "t5x": [
@@ -56,6 +68,8 @@ EXTRAS_REQUIRE = {
     "jaxtyping",
     "cached-property",
     "grain==0.2.12",
+    "cloudpickle",
+    "libcst",
   ],
   "gpu": ["jax[cuda12]==0.10.2"],
   "tpu": ["jax[tpu]==0.10.2"],

@@ -1,8 +1,11 @@
-r"""RAHF training configs: `get_config("<size>,<variant>[,runlocal]")`.
+r"""RAHF training configs: `get_config("<size>,<variant>[,runlocal][,reproduction]")`.
 
   size     tiny | B16_t5base_384 (the paper's backbones) | L16_t5base_384 (the reproduction's)
   variant  multihead (2 heatmap heads, 4 score heads, decoder) | augmented (type in the prompt)
   runlocal a few steps, for a smoke run of a big size on one host
+  reproduction  the PyTorch reproduction's forward pass (decoder reads the prompt part of the
+           encoder output; Hugging Face ViT's LayerNorm epsilon 1e-12): for fine-tuning its
+           converted checkpoint (`rahf-jax convert`) with the function it was trained as
 
 Runs (the data is the TFDS `richhf18k` build; `make data` makes a synthetic one in demo_out/tfds):
 
@@ -18,6 +21,21 @@ Runs (the data is the TFDS `richhf18k` build; `make data` makes a synthetic one 
   # The reproduction's backbones (ViT-L/16 + t5-base), multi-head, as in its README:
   rahf-jax train --config configs/rahf.py:L16_t5base_384,multihead --workdir $WORKDIR \
       --config.data.data_dir=$TFDS_DATA_DIR
+
+Pretrained starts (config.init; Hugging Face folders downloaded by hand, e.g. with
+`huggingface-cli download google/vit-base-patch16-384 --local-dir $HF/vit-base-patch16-384`):
+
+  # The paper's: ImageNet-21k ViT-B/16 at 384 and t5-base, everything else random.
+  rahf-jax train --config configs/rahf.py:B16_t5base_384,augmented --workdir $WORKDIR \
+      --config.data.data_dir=$TFDS_DATA_DIR \
+      --config.init.vit=$HF/vit-base-patch16-384 --config.init.t5=$HF/t5-base
+  # The reproduction's backbones: ViT-L/16 at 384 and t5-base.
+  rahf-jax train --config configs/rahf.py:L16_t5base_384,multihead --workdir $WORKDIR \
+      --config.data.data_dir=$TFDS_DATA_DIR \
+      --config.init.vit=$HF/vit-large-patch16-384 --config.init.t5=$HF/t5-base
+  # Fine-tuning the reproduction's trained model (converted with `rahf-jax convert`):
+  rahf-jax train --config configs/rahf.py:L16_t5base_384,multihead,reproduction \
+      --workdir $WORKDIR --config.data.data_dir=$TFDS_DATA_DIR --config.init.rahf=$CONVERTED
 
 Every training field is documented in rahf_jax/train/default_train_config.py, every model field in
 rahf_jax/models/variants.py. Any field can be overridden with `--config.<field>=<value>`.
@@ -38,9 +56,11 @@ def get_config(arg: str = "tiny,multihead") -> ml_collections.ConfigDict:
     raise ValueError(f"config size {size!r} unknown; use one of {sorted(MODEL_SIZES)}.")
   if variant not in features.VARIANTS:
     raise ValueError(f"config variant {variant!r} unknown; use one of {features.VARIANTS}.")
-  unknown = set(flags) - {"runlocal"}
+  unknown = set(flags) - {"runlocal", "reproduction"}
   if unknown:
-    raise ValueError(f"config flags {sorted(unknown)} unknown; the only flag is 'runlocal'.")
+    raise ValueError(
+      f"config flags {sorted(unknown)} unknown; the flags are 'runlocal' and 'reproduction'."
+    )
 
   c = train_config_defaults()
   c.model.size = size
@@ -50,6 +70,12 @@ def get_config(arg: str = "tiny,multihead") -> ml_collections.ConfigDict:
   model = get_model_config(size, variant)
   for field in ("image_size", "dtype", "remat_policy", "decoder_memory"):
     c.model.overrides[field] = model[field]
+  c.model.overrides.vit = ml_collections.ConfigDict(
+    {"layer_norm_epsilon": model.vit.layer_norm_epsilon}
+  )
+  if "reproduction" in flags:
+    c.model.overrides.decoder_memory = "prompt"
+    c.model.overrides.vit.layer_norm_epsilon = 1e-12
 
   if size == "tiny":
     # Sized for 2 CPU cores: the demo's training.

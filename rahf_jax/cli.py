@@ -1,8 +1,12 @@
-"""`rahf-jax train | eval | predict | demo`: the command-line entry point.
+"""`rahf-jax train | eval | predict | score | convert | demo`: the command-line entry point.
 
   rahf-jax train   --config configs/rahf.py:tiny,multihead --workdir DIR [--config.<field>=<value>]
   rahf-jax eval    --workdir DIR --split test [--data_dir D] [--out DIR] [--best]
+                   [--protocol paper|reproduction]
   rahf-jax predict --workdir DIR --image PATH --prompt TEXT [--out DIR]
+  rahf-jax score   --workdir DIR (--manifest F.jsonl | --images DIR --prompt TEXT) --out F.jsonl
+                   [--rank] [--masks DIR] [--gallery F.html] [--words] [--batch_size N]
+  rahf-jax convert --checkpoint rahf_model.pt --spiece t5-base/spiece.model --out DIR
   rahf-jax demo    [--out demo_out] [--data_only]
 
 A mistake a user can make (a wrong path, an unknown config name, a workdir without checkpoint,
@@ -19,7 +23,9 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-COMMANDS = ("train", "eval", "predict", "demo")
+from rahf_jax.reward import score_cli
+
+COMMANDS = ("train", "eval", "predict", "score", "convert", "demo")
 USAGE = __doc__.split("\n\n")[1]
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -34,8 +40,22 @@ _IMAGE = flags.DEFINE_string("image", None, "predict: image file")
 _PROMPT = flags.DEFINE_string("prompt", None, "predict: the text-to-image prompt")
 _DATA_ONLY = flags.DEFINE_bool("data_only", False, "demo: only make and build the data")
 _MAX_BATCHES = flags.DEFINE_integer("max_batches", -1, "eval: stop after N batches (-1: all)")
+_PROTOCOL = flags.DEFINE_enum(
+  "protocol",
+  "paper",
+  ["paper", "reproduction"],
+  "eval: the paper's metric definitions, or the PyTorch reproduction's evaluation choices",
+)
+_CHECKPOINT = flags.DEFINE_string(
+  "checkpoint", None, "convert: the PyTorch RAHF reproduction's state dict (rahf_model.pt)"
+)
+_SPIECE = flags.DEFINE_string("spiece", None, "convert: the t5-base SentencePiece spiece.model")
+_VIT_NUM_HEADS = flags.DEFINE_integer(
+  "vit_num_heads", None, "convert: ViT attention heads (only for a non-standard ViT width)"
+)
 
-USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, KeyError)
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, KeyError,
+               ImportError)  # fmt: skip
 
 
 def _required(flag, command: str):
@@ -62,7 +82,8 @@ def _eval() -> None:
 
   workdir = _required(_WORKDIR, "eval")
   out = _OUT.value or os.path.join(workdir, f"eval_{_SPLIT.value}")
-  evaluate_workdir(workdir, _SPLIT.value, _DATA_DIR.value, out, _BEST.value, _MAX_BATCHES.value)
+  evaluate_workdir(workdir, _SPLIT.value, _DATA_DIR.value, out, _BEST.value, _MAX_BATCHES.value,
+                   protocol=_PROTOCOL.value)  # fmt: skip
   with open(os.path.join(out, "metrics.md"), encoding="utf-8") as f:
     print(f.read())
   print(f"wrote {out}/metrics.json, metrics.md, words.tsv, overlays/")
@@ -78,13 +99,32 @@ def _predict() -> None:
   print(json.dumps(result, indent=2))
 
 
+def _convert() -> None:
+  from rahf_jax.inference.convert import convert_reproduction  # noqa: PLC0415
+
+  out = _required(_OUT, "convert")
+  summary = convert_reproduction(
+    _required(_CHECKPOINT, "convert"), _required(_SPIECE, "convert"), out, _VIT_NUM_HEADS.value
+  )
+  print(json.dumps(summary, indent=2))
+  print(f"wrote {out}/ (config.json, checkpoints/0, spiece.model); use it with "
+        f"`rahf-jax predict --workdir {out} ...` or `rahf-jax eval --workdir {out}`.")  # fmt: skip
+
+
 def _demo() -> None:
   from rahf_jax.demo import run_demo  # noqa: PLC0415
 
   run_demo(_OUT.value or "demo_out", data_only=_DATA_ONLY.value)
 
 
-_RUN = {"train": _train, "eval": _eval, "predict": _predict, "demo": _demo}
+_RUN = {
+  "train": _train,
+  "eval": _eval,
+  "predict": _predict,
+  "score": score_cli.run,
+  "convert": _convert,
+  "demo": _demo,
+}
 
 
 class _QuietLibraries(logging.Filter):

@@ -8,6 +8,7 @@
 (rahf_jax.inference.postprocess.output_arrays) plus the greedy-decoded ids, for evaluation.
 """
 
+import dataclasses
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -21,22 +22,53 @@ from PIL import Image
 from rahf_jax import features as F
 from rahf_jax.inference import postprocess
 from rahf_jax.inference.tokenizer import load_tokenizer
-from rahf_jax.models import greedy_decode
-from rahf_jax.train import steps
-from rahf_jax.train.checkpointing import Checkpointer
-from rahf_jax.train.loop import setup_training
+from rahf_jax.models import build_model_from_config, greedy_decode
+from rahf_jax.train import checkpointing, steps
+from rahf_jax.train.partitioning import make_mesh_and_rules
+from rahf_jax.train.state import abstract_params
+from rahf_jax.train.synthetic_batches import make_synthetic_batch
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
-  """The config.json a training run wrote into its workdir."""
+  """The config.json of a training run's (or a converted model's) workdir.
+
+  A vocabulary given as a path relative to the workdir (a converted model ships its
+  SentencePiece model inside) is made absolute.
+  """
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
     raise FileNotFoundError(
       f"{path} not found: {workdir!r} is not a training workdir; train first with "
-      "`rahf-jax train --config ... --workdir DIR`."
+      "`rahf-jax train --config ... --workdir DIR` (or `rahf-jax convert` a checkpoint)."
     )
   with open(path, encoding="utf-8") as f:
-    return ml_collections.ConfigDict(json.load(f))
+    config = ml_collections.ConfigDict(json.load(f))
+  vocab = config.data.vocabulary
+  if not os.path.isabs(vocab) and os.path.exists(os.path.join(workdir, vocab)):
+    config.data.vocabulary = os.path.abspath(os.path.join(workdir, vocab))
+  return config
+
+
+@dataclasses.dataclass(frozen=True)
+class InferenceSetup:
+  """What a predictor builds from a run config alone: no optimizer, no train state."""
+
+  config: ml_collections.ConfigDict
+  model_config: ml_collections.ConfigDict
+  model: Any
+  mesh: jax.sharding.Mesh
+  rules: Any
+  abstract_params: Any  # ShapeDtypeStructs with the params' shardings
+
+  @classmethod
+  def from_config(cls, config) -> "InferenceSetup":
+    model_config, model = build_model_from_config(config)
+    mesh, rules = make_mesh_and_rules(config)
+    example = make_synthetic_batch(
+      model_config, 1, int(config.data.prompt_len), int(config.data.target_len), seed=0
+    )
+    abstract, _ = abstract_params(model, mesh, rules, example)
+    return cls(config, model_config, model, mesh, rules, abstract)
 
 
 def preprocess_image(image: np.ndarray | Image.Image, image_size: int) -> np.ndarray:
@@ -73,16 +105,15 @@ class Predictor:
 
   @classmethod
   def from_workdir(cls, workdir: str, best: bool = False, step: int | None = None) -> "Predictor":
-    """Restores the newest (or the best, or `step`'s) checkpoint of a training workdir."""
+    """The params of the newest (or the best, or `step`'s) checkpoint of a workdir.
+
+    Our training runs and converted checkpoints (`rahf-jax convert`) alike; only the
+    parameters are read, straight into their shardings.
+    """
     config = load_config(workdir)
-    setup = setup_training(config)
-    checkpointer = Checkpointer(
-      workdir, keep=int(config.keep_checkpoints), best_metric=config.best_metric if best else "",
-      async_save=False,
-    )  # fmt: skip
-    state, _ = checkpointer.restore(setup.abstract_state, step=step, best=best)
-    checkpointer.close()
-    return cls(setup, state.params, load_tokenizer(config.data.vocabulary))
+    setup = InferenceSetup.from_config(config)
+    params, _ = checkpointing.restore_params(workdir, setup.abstract_params, step=step, best=best)
+    return cls(setup, params, load_tokenizer(config.data.vocabulary))
 
   @property
   def step_multiple(self) -> int:

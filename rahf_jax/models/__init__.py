@@ -12,4 +12,20 @@ def build_model(model_config) -> RAHF:
   return RAHF(ml_collections.FrozenConfigDict(model_config))
 
 
-__all__ = ["MODEL_SIZES", "RAHF", "build_model", "get_model_config", "greedy_decode"]
+def build_model_from_config(config) -> tuple[ml_collections.ConfigDict, RAHF]:
+  """(model_config, model) from a run config's model.{size, variant, overrides}."""
+  model_config = get_model_config(config.model.size, config.model.variant)
+  overrides = config.model.get("overrides", None)
+  if overrides:
+    model_config.update(overrides.to_dict() if hasattr(overrides, "to_dict") else dict(overrides))
+  return model_config, build_model(model_config)
+
+
+__all__ = [
+  "MODEL_SIZES",
+  "RAHF",
+  "build_model",
+  "build_model_from_config",
+  "get_model_config",
+  "greedy_decode",
+]

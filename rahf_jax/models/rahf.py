@@ -44,6 +44,7 @@ class RAHF(nn.Module):
       cls_token=v.cls_token,
       posemb=v.posemb,
       remat_policy=c.remat_policy,
+      layer_norm_epsilon=c.vit.get("layer_norm_epsilon", 1e-6),
       **kw,
     )
     self.visual_projection = nn.Dense(

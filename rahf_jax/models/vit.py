@@ -72,9 +72,9 @@ class MlpBlock(nn.Module):
     return dense(x.shape[-1], ("mlp", "embed"), "Dense_1")(h)
 
 
-def _layer_norm(name, dtype, param_dtype):
+def _layer_norm(name, epsilon, dtype, param_dtype):
   return nn.LayerNorm(
-    epsilon=1e-6,
+    epsilon=epsilon,
     dtype=dtype,
     param_dtype=param_dtype,
     name=name,
@@ -88,13 +88,15 @@ class EncoderBlock(nn.Module):
 
   num_heads: int
   mlp_dim: int
+  layer_norm_epsilon: float = 1e-6
   dtype: jnp.dtype = jnp.float32
   param_dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x):
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-    h = _layer_norm("LayerNorm_0", **kw)(x)
+    eps = self.layer_norm_epsilon
+    h = _layer_norm("LayerNorm_0", eps, **kw)(x)
     head_dim = x.shape[-1] // self.num_heads
     h = t5_layers.MultiHeadAttention(
       self.num_heads,
@@ -105,7 +107,7 @@ class EncoderBlock(nn.Module):
       **kw,
     )(h, h)
     x = x + h
-    h = _layer_norm("LayerNorm_1", **kw)(x)
+    h = _layer_norm("LayerNorm_1", eps, **kw)(x)
     x = x + MlpBlock(self.mlp_dim, name="MlpBlock_0", **kw)(h)
     return t5_layers.activation_constraint(x)
 
@@ -117,17 +119,19 @@ class Transformer(nn.Module):
   num_heads: int
   mlp_dim: int
   remat_policy: str = "none"
+  layer_norm_epsilon: float = 1e-6
   dtype: jnp.dtype = jnp.float32
   param_dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x):
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    eps = self.layer_norm_epsilon
     x = PosEmbed(name="posembed_input", param_dtype=self.param_dtype)(x)
     block_cls = t5_layers.maybe_remat(EncoderBlock, self.remat_policy, ())
     for i in range(self.depth):
-      x = block_cls(self.num_heads, self.mlp_dim, name=f"encoderblock_{i}", **kw)(x)
-    return _layer_norm("encoder_norm", **kw)(x)
+      x = block_cls(self.num_heads, self.mlp_dim, eps, name=f"encoderblock_{i}", **kw)(x)
+    return _layer_norm("encoder_norm", eps, **kw)(x)
 
 
 class PosEmbed(nn.Module):
@@ -158,6 +162,7 @@ class ViT(nn.Module):
   cls_token: bool = True
   posemb: str = "learn"
   remat_policy: str = "none"
+  layer_norm_epsilon: float = 1e-6  # big_vision/Augreg: 1e-6; Hugging Face's ViT: 1e-12
   dtype: jnp.dtype = jnp.float32
   param_dtype: jnp.dtype = jnp.float32
 
@@ -209,6 +214,7 @@ class ViT(nn.Module):
       self.num_heads,
       self.mlp_dim,
       self.remat_policy,
+      self.layer_norm_epsilon,
       dtype=self.dtype,
       param_dtype=self.param_dtype,
       name="Transformer",

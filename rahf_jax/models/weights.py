@@ -19,8 +19,9 @@
   to our 3-D layout. The original T5 (t5-base: `mlp/wi`, tied logits) and T5.1.1 (`mlp/wi_0`,
   `wi_1`, `decoder/logits_dense`) both map; the flavour must match the model config.
 Both return a new params tree and raise ValueError naming the first missing/mis-shaped entry.
-(PyTorch weights of the reproduction are not loaded here; the heads' docstrings say how their
-layouts differ.)
+`load_vit(path, params)` / `load_t5(path, params)`: the same for any supported source: a ViT
+`.npz` or a Hugging Face ViT (folder, `model.safetensors` or `.bin`; hf_weights.py), a Hugging
+Face T5 (same forms). The PyTorch RAHF reproduction's checkpoint: reproduction_weights.py.
 """
 
 import os
@@ -30,6 +31,8 @@ from collections.abc import Mapping
 import flax
 import jax
 import numpy as np
+
+from rahf_jax.models import hf_weights, state_dicts
 
 _VIT_RENAMES = (
   (r"MultiHeadDotProductAttention_1/", "MultiHeadDotProductAttention_0/"),
@@ -79,7 +82,12 @@ def _vit_entries(npz: Mapping[str, np.ndarray], our_posemb_len: int, has_cls: bo
   return out
 
 
-def _fill(ours: dict, entries: Mapping[str, np.ndarray], what: str, reshape_ok=False) -> dict:
+def fill_params(ours: dict, entries: Mapping[str, np.ndarray], what: str, reshape_ok=False) -> dict:
+  """A tree shaped like `ours` (arrays or ShapeDtypeStructs) with every leaf from `entries`.
+
+  `entries` are keyed by "/"-joined paths relative to `ours`; a missing, unused or mis-shaped
+  entry raises ValueError naming the first one. Values are cast to the leaves' dtypes.
+  """
   flat = flax.traverse_util.flatten_dict(flax.core.unfreeze(ours), sep="/")
   missing = sorted(set(flat) - set(entries))
   if missing:
@@ -104,7 +112,7 @@ def _fill(ours: dict, entries: Mapping[str, np.ndarray], what: str, reshape_ok=F
           f"{what}: {key!r} has shape {value.shape} in the checkpoint but "
           f"{tuple(old.shape)} in the model; check the model config."
         )
-    new[key] = value.astype(old.dtype)
+    new[key] = np.asarray(value, dtype=old.dtype)  # no copy when the dtype already matches
   return flax.traverse_util.unflatten_dict(new, sep="/")
 
 
@@ -117,7 +125,7 @@ def load_vit_npz(path: str | os.PathLike, params: dict) -> dict:
   vit = params["vit"]
   our_len = vit["Transformer"]["posembed_input"]["pos_embedding"].shape[1]
   entries = _vit_entries(raw, our_len, "cls" in vit)
-  return {**params, "vit": _fill(vit, entries, f"ViT checkpoint {os.fspath(path)!r}")}
+  return {**params, "vit": fill_params(vit, entries, f"ViT checkpoint {os.fspath(path)!r}")}
 
 
 def load_t5x_params(t5x_params: Mapping, params: dict) -> dict:
@@ -127,7 +135,7 @@ def load_t5x_params(t5x_params: Mapping, params: dict) -> dict:
     if part not in t5x_params:
       raise ValueError(f"T5X checkpoint has no {part!r} subtree; pass the restored 'target' tree.")
     src = flax.traverse_util.flatten_dict(flax.core.unfreeze(t5x_params[part]), sep="/")
-    new[part] = _fill(params[part], src, f"T5X checkpoint ({part})", reshape_ok=True)
+    new[part] = fill_params(params[part], src, f"T5X checkpoint ({part})", reshape_ok=True)
   return new
 
 
@@ -146,3 +154,32 @@ def vit_npz_entries(vit_params: dict, layout: str = "vision_transformer") -> dic
       raise ValueError(f"layout {layout!r} unknown; use 'vision_transformer' or 'big_vision'.")
     out[key] = value
   return out
+
+
+def _prefix(sd: Mapping[str, np.ndarray], candidates: tuple[str, ...]) -> str:
+  """The first candidate prefix that some key starts with ("" if none)."""
+  return next((p for p in candidates if any(k.startswith(p) for k in sd)), "")
+
+
+def load_vit(path: str | os.PathLike, params: dict, num_heads: int) -> dict:
+  """`params` with params["vit"] from a ViT `.npz` or a Hugging Face ViT's weights."""
+  if os.fspath(path).endswith(".npz"):
+    return load_vit_npz(path, params)
+  sd = state_dicts.read_state_dict(path)
+  entries = hf_weights.vit_entries(sd, num_heads, _prefix(sd, ("vit.",)))
+  vit = params["vit"]
+  our_len = vit["Transformer"]["posembed_input"]["pos_embedding"].shape[1]
+  if entries[_POSEMB].shape[1] != our_len:  # e.g. a 224 checkpoint into a 384 model
+    entries[_POSEMB] = resample_posemb(entries[_POSEMB], int(round(np.sqrt(our_len - 1))), 1)
+  return {**params, "vit": fill_params(vit, entries, f"ViT weights {os.fspath(path)!r}")}
+
+
+def load_t5(path: str | os.PathLike, params: dict, tie_embeddings: bool) -> dict:
+  """`params` with token_embedder, encoder and decoder from a Hugging Face T5's weights."""
+  sd = state_dicts.read_state_dict(path)
+  entries = hf_weights.t5_entries(sd, tie_embeddings, _prefix(sd, ("t5.",)))
+  new = dict(params)
+  for part in ("token_embedder", "encoder", "decoder"):
+    sub = {k[len(part) + 1 :]: v for k, v in entries.items() if k.startswith(part + "/")}
+    new[part] = fill_params(params[part], sub, f"T5 weights {os.fspath(path)!r} ({part})")
+  return new

@@ -7,6 +7,10 @@ Layout under the workdir:
   checkpoints/<step>/meta   JSON: step, data position (batches consumed), metrics, config
   best/<step>/...           the same for the best checkpoint by `best_metric` (one kept)
 
+A params-only checkpoint (a converted model, `save_params`) has the same layout with
+`state = {"params": ...}`. `restore_params` reads only the params of either kind (inference
+needs no optimizer state: a third of a TrainState's memory under Adam).
+
 The data position is the number of train batches consumed, which equals the step: the input
 pipeline is deterministic, so a resumed run asks it to start at that batch.
 """
@@ -189,3 +193,63 @@ class Checkpointer:
     self.periodic.close()
     if self.best is not None:
       self.best.close()
+
+
+def _steps_dir(workdir: str, best: bool) -> str:
+  return os.path.join(os.path.abspath(workdir), "best" if best else "checkpoints")
+
+
+def checkpoint_steps(workdir: str, best: bool = False) -> list[int]:
+  """The steps of the finished checkpoints in workdir/checkpoints (or best/), ascending."""
+  directory = _steps_dir(workdir, best)
+  if not os.path.isdir(directory):
+    return []
+  return sorted(
+    int(name)
+    for name in os.listdir(directory)
+    if name.isdigit() and os.path.isdir(os.path.join(directory, name, "state"))
+  )
+
+
+def save_params(workdir: str, params: Any, step: int = 0, meta: Mapping[str, Any] | None = None):
+  """Writes a params-only checkpoint (`state = {"params": params}`) at workdir/checkpoints/step."""
+  manager = _manager(os.path.join(workdir, "checkpoints"), None, async_save=False)
+  meta = _jsonable({"step": step, "data_position": step, "params_only": True, **(meta or {})})
+  manager.save(
+    step,
+    args=ocp.args.Composite(
+      state=ocp.args.StandardSave({"params": params}), meta=ocp.args.JsonSave(meta)
+    ),
+    force=True,
+  )
+  manager.wait_until_finished()
+  manager.close()
+
+
+def restore_params(
+  workdir: str, abstract_params: Any, step: int | None = None, best: bool = False
+) -> tuple[Any, int]:
+  """(params restored into the sharded abstract params, step): newest step by default.
+
+  Reads only the parameters of a TrainState or params-only checkpoint.
+  """
+  steps = checkpoint_steps(workdir, best)
+  if step is None and not steps:
+    where = _steps_dir(workdir, best)
+    raise FileNotFoundError(
+      f"No checkpoint in {where}; train first (rahf-jax train --workdir ...) or convert one "
+      "(rahf-jax convert)."
+    )
+  step = steps[-1] if step is None else int(step)
+  if step not in steps:
+    raise FileNotFoundError(f"No checkpoint of step {step} in {_steps_dir(workdir, best)}.")
+  target = {"params": abstract_params}
+  restored = ocp.PyTreeCheckpointer().restore(
+    os.path.join(_steps_dir(workdir, best), str(step), "state"),
+    args=ocp.args.PyTreeRestore(
+      target,
+      restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+      partial_restore=True,
+    ),
+  )
+  return restored["params"], step

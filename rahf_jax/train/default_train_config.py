@@ -22,6 +22,17 @@ def train_config_defaults() -> ml_collections.ConfigDict:
   c.model.variant = "multihead"  # "multihead" | "augmented" (rahf_jax.features.VARIANTS)
   c.model.overrides = ml_collections.ConfigDict()
 
+  # Pretrained starts (rahf_jax/train/init_weights.py), applied when a run starts from step 0;
+  # "" keeps the random init. The log lists which parameter groups were loaded.
+  c.init = ml_collections.ConfigDict()
+  # ViT: a big_vision/Augreg .npz, or a Hugging Face ViT folder / model.safetensors / .bin.
+  c.init.vit = ""
+  # T5 (token embedding, encoder, decoder): a Hugging Face T5 folder / model.safetensors / .bin,
+  # or a T5X checkpoint directory (needs t5x).
+  c.init.t5 = ""
+  # The whole RAHF: a workdir (ours or `rahf-jax convert`'s) or the reproduction's rahf_model.pt.
+  c.init.rahf = ""
+
   # Optimisation (rahf_jax.train.optimizer).
   c.learning_rate = 2e-5  # peak learning rate after warmup
   c.warmup_steps = 500  # linear warmup from 0 to learning_rate, in optimizer updates

@@ -20,8 +20,11 @@ import jax
 import numpy as np
 import optax
 
+from rahf_jax.models import build_model_from_config  # noqa: F401 (re-exported)
 from rahf_jax.train import input_batches, optimizer, steps
 from rahf_jax.train.checkpointing import Checkpointer, config_to_dict, save_config
+from rahf_jax.train.init_weights import apply_pretrained
+from rahf_jax.train.partitioning import make_mesh_and_rules  # noqa: F401 (re-exported)
 from rahf_jax.train.state import TrainState, get_abstract_state, make_init_fn, num_params
 from rahf_jax.train.synthetic_batches import make_synthetic_batch
 
@@ -49,31 +52,6 @@ class TrainingSetup:
   init_fn: Callable  # jitted seed key -> sharded TrainState (compiled once per setup)
   train_step: Callable
   eval_step: Callable
-
-
-def build_model_from_config(config) -> tuple[Any, Any]:
-  """(model_config, model) from config.model.{size, variant, overrides}."""
-  from rahf_jax import models  # the model room
-
-  model_config = models.get_model_config(config.model.size, config.model.variant)
-  overrides = config.model.get("overrides", None)
-  if overrides:
-    model_config.update(overrides.to_dict() if hasattr(overrides, "to_dict") else dict(overrides))
-  return model_config, models.build_model(model_config)
-
-
-def make_mesh_and_rules(config):
-  """The device mesh (config.mesh, -1 = fill) and the named logical rules."""
-  from rahf_jax.train import partitioning  # the model room's mesh and rules
-
-  name = config.logical_rules
-  if name not in partitioning.LOGICAL_AXIS_RULES:
-    known = sorted(partitioning.LOGICAL_AXIS_RULES)
-    raise ValueError(f"Unknown config.logical_rules {name!r}; use one of {known}.")
-  mesh = partitioning.make_mesh(
-    data=int(config.mesh.data), fsdp=int(config.mesh.fsdp), model=int(config.mesh.model)
-  )
-  return mesh, partitioning.LOGICAL_AXIS_RULES[name]
 
 
 _SETUP_CACHE: dict[str, TrainingSetup] = {}
@@ -205,6 +183,8 @@ def train_and_evaluate(
     logging.info("Resumed from step %d in %s", start, workdir)
   else:
     state = setup.init_fn(jax.random.PRNGKey(int(config.seed)))  # as state.init_state
+    params = apply_pretrained(config, setup.model_config, state.params, setup.abstract_state.params)
+    state = state.replace(params=params)
     start = 0
   total = int(config.num_train_steps)
   n_params = num_params(state.params)

@@ -114,6 +114,19 @@ def make_mesh(
   return jax.sharding.Mesh(arr, MESH_AXES)
 
 
+def make_mesh_and_rules(config):
+  """The device mesh of a run config (config.mesh, -1 = fill) and its named logical rules."""
+  name = config.logical_rules
+  if name not in LOGICAL_AXIS_RULES:
+    raise ValueError(
+      f"Unknown config.logical_rules {name!r}; use one of {sorted(LOGICAL_AXIS_RULES)}."
+    )
+  mesh = make_mesh(
+    data=int(config.mesh.data), fsdp=int(config.mesh.fsdp), model=int(config.mesh.model)
+  )
+  return mesh, LOGICAL_AXIS_RULES[name]
+
+
 def logical_shardings(logical_spec_tree, mesh: jax.sharding.Mesh, rules):
   """Tree of logical `PartitionSpec`s -> tree of `NamedSharding`s on `mesh` under `rules`."""
   return nn.logical_to_mesh_sharding(logical_spec_tree, mesh, tuple(rules))

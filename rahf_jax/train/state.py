@@ -77,6 +77,26 @@ def make_init_fn(model: nn.Module, tx: optax.GradientTransformation, example_bat
   return init_fn
 
 
+def abstract_params(model: nn.Module, mesh: jax.sharding.Mesh, rules, example_batch_shapes):
+  """(abstract params with shardings, param shardings): what init and every restore target.
+
+  The parameters alone, for inference (no optimizer); get_abstract_state adds the rest.
+  """
+  from rahf_jax.train import partitioning  # noqa: PLC0415 (the model room's rules)
+
+  shapes = input_shapes(example_batch_shapes)
+  boxed = jax.eval_shape(lambda k: _init_variables(model, k, shapes), jax.random.PRNGKey(0))
+  param_shardings = partitioning.logical_shardings(
+    nn.get_partition_spec(boxed["params"]), mesh, rules
+  )
+  abstract = jax.tree.map(
+    lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+    nn.unbox(boxed["params"]),
+    param_shardings,
+  )
+  return abstract, param_shardings
+
+
 def get_abstract_state(
   model: nn.Module,
   tx: optax.GradientTransformation,
@@ -97,14 +117,8 @@ def get_abstract_state(
     (abstract_state, state_shardings): two TrainState pytrees with ShapeDtypeStruct leaves
     (each with `.sharding` set) and NamedSharding leaves.
   """
-  from rahf_jax.train import partitioning  # the model room's module
-
-  shapes = input_shapes(example_batch_shapes)
-  key = jax.random.PRNGKey(0)
-  boxed = jax.eval_shape(lambda k: _init_variables(model, k, shapes), key)
-  param_specs = nn.get_partition_spec(boxed["params"])
-  param_shardings = partitioning.logical_shardings(param_specs, mesh, rules)
-  abstract = jax.eval_shape(make_init_fn(model, tx, example_batch_shapes), key)
+  _, param_shardings = abstract_params(model, mesh, rules, example_batch_shapes)
+  abstract = jax.eval_shape(make_init_fn(model, tx, example_batch_shapes), jax.random.PRNGKey(0))
   replicated = NamedSharding(mesh, PartitionSpec())
   opt_shardings = optax.tree_map_params(
     tx,
