@@ -1,6 +1,7 @@
 """Run a checkpoint over a split: `metrics.json`, the paper's tables, overlays and `_0` prompts.
 
   rahf-jax eval --workdir DIR --split test [--data_dir D] [--out DIR/eval_test]
+                [--protocol paper|reproduction]
 
 writes into the output folder
 
@@ -12,6 +13,13 @@ writes into the output folder
 
 Heatmaps are compared at the model's output resolution (the data layer resizes the 512x512
 ground truth to it, as the PyTorch reproduction does).
+
+`protocol="reproduction"` (rahf_jax.evaluation.protocols lists each difference) evaluates as
+the PyTorch reproduction does: the model reads the clean prompt and the PIL-resized image, the
+words are decoded up to 100 tokens and scored against the raw labelled prompt of every
+example, the ground-truth heatmaps are the uint8 maps resized by PIL, and the metrics use the
+reproduction's MSE (all), AUC-Judd and scipy correlations. It reads those inputs from the TFDS
+examples behind the batches (rahf_jax.evaluation.raw_examples), so it needs data.source "tfds".
 """
 
 import json
@@ -23,6 +31,8 @@ from typing import Any
 import numpy as np
 
 from rahf_jax import features as F
+from rahf_jax.evaluation import protocols, raw_examples
+from rahf_jax.evaluation.heatmap_metrics import resize_uint8_heatmaps_pil
 from rahf_jax.evaluation.tables import compute_all_metrics, metrics_to_markdown
 from rahf_jax.inference import postprocess
 from rahf_jax.inference.overlays import save_overlay
@@ -91,29 +101,110 @@ def _collect_augmented(c: _Collector, batch, arrays, keep, tokenizer) -> None:
       c.examples.append({"image": batch["image"][i], "pred_words": pred, "ref_words": ref})
 
 
+def _check_pairing(batch, i: int, row: Mapping, multi_head: bool) -> None:
+  """Raises unless batch row i and the TFDS row are the same example (scores, output type)."""
+  if multi_head:
+    same = all(np.float32(batch[f"score_{s}"][i]) == row["scores"][s] for s in F.SCORE_TYPES)
+  else:
+    name = F.AUGMENTED_OUTPUT_TYPES[row["output_type"]]
+    same = int(batch["output_type"][i]) == row["output_type"] and (
+      name not in F.SCORE_TYPES or np.float32(batch["score"][i]) == row["scores"][name]
+    )
+  if not same:
+    raise ValueError(
+      "--protocol reproduction: the TFDS examples do not pair with the evaluation batches "
+      f"(row {i}); evaluate on one host with the run's task and data dir."
+    )
+
+
+def _collect_reproduction(c: _Collector, predictor: Predictor, batch, rows: list) -> None:
+  """Predicts the first len(rows) rows of `batch` on the reproduction's inputs and collects
+  them with its references (raw_examples.raw_rows gives `rows`)."""
+  k = len(rows)
+  multi = predictor.variant == F.MULTI_HEAD
+  batch = dict(batch)
+  image = np.array(batch["image"], np.float32)
+  prompt_ids = np.array(batch["prompt_ids"])
+  if k:
+    image[:k] = np.stack([r["image"] for r in rows])
+    prompt_ids[:k] = predictor.encode_prompts([r["prompt"] for r in rows])
+  batch.update(image=image, prompt_ids=prompt_ids)
+  arrays = predictor.predict_batch(batch, decode=False)
+  words_index = F.AUGMENTED_OUTPUT_TYPES.index(F.WORDS_TYPE)
+  decode_rows = [i for i, r in enumerate(rows) if multi or r["output_type"] == words_index]
+  texts = {}
+  if decode_rows:
+    ids = predictor.decode(
+      image[decode_rows], prompt_ids[decode_rows], protocols.REPRODUCTION_MAX_NEW_TOKENS
+    )
+    texts = dict(zip(decode_rows, postprocess.decode_texts(ids, predictor.tokenizer), strict=True))
+  for i, row in enumerate(rows):
+    _check_pairing(batch, i, row, multi)
+    if multi:
+      pred = {h: arrays[f"heatmap_{h}"][i] for h in F.HEATMAP_TYPES}
+      gt = {h: resize_uint8_heatmaps_pil(row["heatmaps"][h], pred[h].shape) for h in pred}
+      for s in F.SCORE_TYPES:
+        c.add(s, arrays[f"score_{s}"][i], batch[f"score_{s}"][i])
+      for h in F.HEATMAP_TYPES:
+        c.add(h, pred[h], gt[h])
+      c.add(F.WORDS_TYPE, texts[i], row["reference"])
+      c.examples.append({"image": image[i], "pred": pred, "gt": gt, "pred_words": texts[i],
+                         "ref_words": row["reference"]})  # fmt: skip
+      continue
+    name = F.AUGMENTED_OUTPUT_TYPES[row["output_type"]]
+    if name in F.SCORE_TYPES:
+      c.add(name, arrays["score"][i], batch["score"][i])
+    elif name in F.HEATMAP_TYPES:
+      pred = arrays["heatmap"][i]
+      c.add(name, pred, resize_uint8_heatmaps_pil(row["heatmaps"][name], pred.shape))
+    else:
+      c.add(name, texts[i], row["reference"])
+      c.examples.append({"image": image[i], "pred_words": texts[i], "ref_words": row["reference"]})
+
+
 def evaluate(
   predictor: Predictor,
   split: str = "test",
   data_dir: str | None = None,
   max_batches: int = -1,
+  protocol: str = protocols.PAPER,
 ) -> tuple[dict, _Collector]:
-  """Predicts over a split of the run's task; returns (metrics, the collected values)."""
+  """Predicts over a split of the run's task; returns (metrics, the collected values).
+
+  Args:
+    protocol: "paper" (the paper's definitions, on the task's batches) or "reproduction"
+      (the PyTorch reproduction's inputs, references and metric choices; see the module
+      docstring and rahf_jax.evaluation.protocols).
+  """
+  protocols.check_protocol(protocol)
   config = predictor.setup.config.copy_and_resolve_references()
   config.data.eval_split = split
   config.num_eval_batches = max_batches
   if data_dir:
     config.data.data_dir = data_dir
+  rows = None
+  if protocol == protocols.REPRODUCTION:
+    if config.data.source != "tfds":
+      raise ValueError(
+        "--protocol reproduction reads the TFDS examples behind the batches; it needs "
+        f"data.source 'tfds', not {config.data.source!r}."
+      )
+    rows = raw_examples.raw_rows(config, predictor.model_config, split)
   collect = _collect_multihead if predictor.variant == F.MULTI_HEAD else _collect_augmented
   c = _Collector()
   for n, (batch, weights) in enumerate(input_batches.eval_batches(config, predictor.model_config)):
-    arrays = predictor.predict_batch(batch)
-    collect(c, batch, arrays, weights > 0, predictor.tokenizer)
+    if rows is None:
+      arrays = predictor.predict_batch(batch)
+      collect(c, batch, arrays, weights > 0, predictor.tokenizer)
+    else:
+      k = int(np.sum(weights > 0))  # real rows come first, padding rows last
+      _collect_reproduction(c, predictor, batch, [next(rows) for _ in range(k)])
     if n % 10 == 0:
       logging.info("eval %s: %d batches", split, n + 1)
   preds, refs = c.as_arrays()
   if not refs:
     raise ValueError(f"split {split!r} yielded no examples; check --split and --data_dir.")
-  return compute_all_metrics(preds, refs), c
+  return compute_all_metrics(preds, refs, protocol=protocol), c
 
 
 def write_report(
@@ -150,15 +241,18 @@ def evaluate_workdir(
   best: bool = False,
   max_batches: int = -1,
   reference: bool | None = None,
+  protocol: str = protocols.PAPER,
 ) -> dict:
   """Restores a run's checkpoint, evaluates it on `split` and writes the report.
 
   Args:
     reference: show the published numbers beside ours; None = when the split looks like the
       official test split (named "test" with its 955 examples).
+    protocol: "paper" or "reproduction" (see `evaluate`); recorded in metrics.json and in the
+      heading of metrics.md.
   """
   predictor = Predictor.from_workdir(workdir, best=best)
-  metrics, collected = evaluate(predictor, split, data_dir, max_batches)
+  metrics, collected = evaluate(predictor, split, data_dir, max_batches, protocol)
   if reference is None:
     n = len(collected.ref[F.SCORE_TYPES[0]])
     reference = split == "test" and n == OFFICIAL_TEST_SIZE

@@ -16,7 +16,11 @@ Aggregates over a set of maps:
   mean of the per-map cc, kld, sim, nss and auc_judd.
 An aggregate over an empty subset is None (JSON null), never NaN. (The reproduction's
 "All data" MSE is the mean of per-batch MSEs, which equals this per-map mean when every
-batch is full; its other aggregates are per-map means as here.)
+batch is full; its other aggregates are per-map means as here.) With
+`protocol="reproduction"` (rahf_jax.evaluation.protocols) mse_all is that mean of per-batch
+means (`mean_of_batch_means`, batches of protocols.REPRODUCTION_BATCH_SIZE maps in the order
+given) and AUC-Judd is the reproduction's variant; the ground truth for it is made by
+`resize_uint8_heatmaps_pil` from the uint8 maps.
 
 Per-map definitions (every function takes [H, W] maps or [N, H, W] stacks; the
 statistics are per map, over the last two axes):
@@ -33,6 +37,8 @@ from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
+
+from rahf_jax.evaluation import protocols
 
 EPS = 1e-8
 AUC_JITTER = 1e-7
@@ -64,6 +70,53 @@ def resize_heatmaps(maps, size: Sequence[int]) -> np.ndarray:
     )
     out = np.clip(out, 0.0, 1.0)
   return out[0] if single else out
+
+
+def resize_uint8_heatmaps_pil(maps, size: Sequence[int]) -> np.ndarray:
+  """The reproduction's ground truth: uint8 maps resized by PIL bilinear, then / 255.
+
+  train.py's `HuggingFaceDataset.preprocess_heatmap` opens the uint8 map with PIL and applies
+  torchvision `Resize((s, s))` (PIL `resize(..., BILINEAR)` on the uint8 image, so the result
+  is rounded to uint8) and `ToTensor` (/ 255).
+
+  Args:
+    maps: uint8 [N, H, W] or [H, W] (a trailing channel axis of 1 is dropped).
+    size: (height, width) of the output, the model's heatmap size.
+
+  Returns:
+    float32 maps of shape [N, *size] (or [*size]) in [0, 1], multiples of 1/255.
+  """
+  arr = np.asarray(maps)
+  if arr.dtype != np.uint8:
+    raise ValueError(f"resize_uint8_heatmaps_pil takes uint8 maps, got {arr.dtype}.")
+  if arr.ndim >= 3 and arr.shape[-1] == 1:
+    arr = arr[..., 0]
+  single = arr.ndim == 2
+  stack = arr[None] if single else arr
+  h, w = int(size[0]), int(size[1])
+  out = np.stack(
+    [
+      np.asarray(Image.fromarray(np.ascontiguousarray(m), mode="L").resize((w, h), Image.BILINEAR))
+      for m in stack
+    ]
+  ).astype(np.float32) / np.float32(255.0)
+  return out[0] if single else out
+
+
+def mean_of_batch_means(per_map: Sequence[float], batch_size: int) -> float | None:
+  """The mean over consecutive batches of `batch_size` maps of each batch's mean.
+
+  With equal-sized maps a batch's `nn.MSELoss` is the mean of its per-map MSEs; train.py
+  averages those per-batch values with `np.mean`, so a last, smaller batch weighs as much as a
+  full one. None for no maps.
+  """
+  if batch_size <= 0:
+    raise ValueError(f"batch_size must be positive, got {batch_size}.")
+  values = np.asarray(per_map, dtype=np.float64)
+  if values.size == 0:
+    return None
+  means = [values[i : i + batch_size].mean() for i in range(0, values.size, batch_size)]
+  return float(np.mean(means))
 
 
 def _stack(x) -> np.ndarray:
@@ -204,14 +257,28 @@ def _mean_or_none(values: list[float]) -> float | None:
   return float(np.mean(values)) if values else None
 
 
-def heatmap_metrics(pred, gt, seed: int = 0, match_pytorch_reproduction: bool = False) -> dict:
+def heatmap_metrics(
+  pred,
+  gt,
+  seed: int = 0,
+  match_pytorch_reproduction: bool = False,
+  protocol: str = protocols.PAPER,
+  batch_size: int | None = None,
+) -> dict:
   """The paper's heatmap metrics over a set of maps of one heatmap type.
 
   Args:
     pred: [N, H, W] predicted maps in [0, 1].
-    gt: [N, H', W'] ground-truth maps in [0, 1]; resized to (H, W) if they differ.
+    gt: [N, H', W'] ground-truth maps in [0, 1]; resized to (H, W) if they differ. Under the
+      reproduction protocol pass maps already made by `resize_uint8_heatmaps_pil`.
     seed: seed of the AUC-Judd jitter generator.
-    match_pytorch_reproduction: AUC-Judd variant, see `auc_judd_single`.
+    match_pytorch_reproduction: AUC-Judd variant, see `auc_judd_single` (implied by
+      protocol="reproduction").
+    protocol: "paper" or "reproduction" (rahf_jax.evaluation.protocols): the latter makes
+      mse_all `mean_of_batch_means(per-map MSEs, batch_size)` and uses the reproduction's
+      AUC-Judd; every other figure is defined the same way.
+    batch_size: the reproduction's evaluation batch size (maps per batch, in the given order);
+      None: protocols.REPRODUCTION_BATCH_SIZE.
 
   Returns:
     {"mse_all", "mse_gt0", "cc", "kld", "sim", "nss", "auc_judd": float or None,
@@ -226,6 +293,8 @@ def heatmap_metrics(pred, gt, seed: int = 0, match_pytorch_reproduction: bool = 
       f"expected [N, H, W] predictions and ground truth with the same N, got {p.shape} and "
       f"{g.shape}."
     )
+  if protocols.check_protocol(protocol) == protocols.REPRODUCTION:
+    match_pytorch_reproduction = True
   _check_range(p, "predicted heatmaps")
   _check_range(g, "ground-truth heatmaps")
   g = resize_heatmaps(g, p.shape[1:])
@@ -250,6 +319,9 @@ def heatmap_metrics(pred, gt, seed: int = 0, match_pytorch_reproduction: bool = 
         else:
           per_map["auc_judd"].append(value)
   out = {k: _mean_or_none(v) for k, v in per_map.items()}
+  if protocol == protocols.REPRODUCTION:
+    size = protocols.REPRODUCTION_BATCH_SIZE if batch_size is None else batch_size
+    out["mse_all"] = mean_of_batch_means(per_map["mse_all"], size)
   out.update(
     num_maps=int(p.shape[0]),
     num_gt0=len(per_map["mse_gt0"]),

@@ -8,14 +8,22 @@ predicted and ground-truth scores. Ties are ranked by their average rank, as in
 A correlation with a constant vector is undefined (scipy returns NaN and warns).
 Here it is 0.0 instead, so that the metrics stay NaN-free and JSON-clean: a
 constant prediction carries no information about the ranking of the examples.
+
+Under `protocol="reproduction"` (rahf_jax.evaluation.protocols) the correlations are
+`scipy.stats.pearsonr(pred, gt)[0]` and `spearmanr(pred, gt)[0]`, as the reproduction's
+train.py `evaluate_model` computes them; where scipy gives NaN (a constant vector) the value is
+None (JSON null), since the reproduction would report NaN there, not 0.
 """
 
+import math
+import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 from scipy import stats
 
 from rahf_jax import features
+from rahf_jax.evaluation import protocols
 
 
 def _as_vector(x, name: str) -> np.ndarray:
@@ -63,20 +71,40 @@ def spearman(pred, target) -> float:
   return pearson(stats.rankdata(p), stats.rankdata(t))
 
 
-def score_metrics(pred, target) -> dict[str, float]:
-  """PLCC, SRCC and the count for one score type."""
+def _scipy_or_none(fn, pred, target) -> float | None:
+  """fn(pred, target)[0] as scipy computes it; None where that is NaN (or N < 2)."""
+  p = _as_vector(pred, "predictions")
+  t = _as_vector(target, "targets")
+  if p.shape != t.shape:
+    raise ValueError(f"predictions {p.shape} and targets {t.shape} differ in length.")
+  if p.size < 2:
+    return None
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # scipy warns on constant input and returns NaN
+    value = float(fn(p, t)[0])
+  return None if math.isnan(value) else value
+
+
+def score_metrics(pred, target, protocol: str = protocols.PAPER) -> dict[str, float]:
+  """PLCC, SRCC and the count for one score type (see the module docstring for `protocol`)."""
+  if protocols.check_protocol(protocol) == protocols.REPRODUCTION:
+    plcc = _scipy_or_none(stats.pearsonr, pred, target)
+    srcc = _scipy_or_none(stats.spearmanr, pred, target)
+    return {"plcc": plcc, "srcc": srcc, "num_examples": len(pred)}
   return {"plcc": pearson(pred, target), "srcc": spearman(pred, target), "num_examples": len(pred)}
 
 
 def all_score_metrics(
   predictions: Mapping[str, Sequence[float]],
   references: Mapping[str, Sequence[float]],
+  protocol: str = protocols.PAPER,
 ) -> dict[str, dict[str, float]]:
   """PLCC/SRCC for every score type present in both dicts, in the paper's order.
 
   Args:
     predictions: {score_type: [N]} with score types from `features.SCORE_TYPES`.
     references: the same for the ground truth.
+    protocol: "paper" or "reproduction" (see the module docstring).
 
   Returns:
     {score_type: {"plcc", "srcc", "num_examples"}}.
@@ -89,5 +117,5 @@ def all_score_metrics(
   out = {}
   for s in features.SCORE_TYPES:
     if s in predictions and s in references:
-      out[s] = score_metrics(predictions[s], references[s])
+      out[s] = score_metrics(predictions[s], references[s], protocol)
   return out

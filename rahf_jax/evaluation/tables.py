@@ -18,7 +18,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from rahf_jax import features
-from rahf_jax.evaluation import heatmap_metrics, score_metrics, word_metrics
+from rahf_jax.evaluation import heatmap_metrics, protocols, score_metrics, word_metrics
 
 OURS = "rahf-jax (this run)"
 REPRODUCTION = "PyTorch reproduction (multi-head, ViT-L/16-384)"
@@ -102,6 +102,15 @@ PUBLISHED = {
   "words": {REPRODUCTION: {"precision": 56.5, "recall": 45.2, "f1": 47.5}},
 }
 
+PROTOCOL_NOTES = {
+  protocols.PAPER: "The paper's metric definitions (rahf_jax.evaluation.protocols).",
+  protocols.REPRODUCTION: (
+    "The PyTorch reproduction's evaluation choices (PIL-resized uint8 ground truth, MSE (all) "
+    "as a mean of per-batch means, its AUC-Judd, the raw labelled prompt as word reference; "
+    "rahf_jax.evaluation.protocols)."
+  ),
+}
+
 SCORE_COLUMNS = (("plcc", "PLCC"), ("srcc", "SRCC"))
 HEATMAP_COLUMNS = (
   ("mse_all", "MSE (all)"),
@@ -132,7 +141,9 @@ def _canonical(data: Mapping, role: str) -> dict:
   return out
 
 
-def compute_all_metrics(predictions: Mapping, references: Mapping, seed: int = 0) -> dict:
+def compute_all_metrics(
+  predictions: Mapping, references: Mapping, seed: int = 0, protocol: str = protocols.PAPER
+) -> dict:
   """The paper's metrics for every output type present in both dicts.
 
   Args:
@@ -141,24 +152,30 @@ def compute_all_metrics(predictions: Mapping, references: Mapping, seed: int = 0
     references: the ground truth, same keys; heatmaps may have another resolution
       (they are resized to the prediction's, see heatmap_metrics.resize_heatmaps).
     seed: seed of the AUC-Judd jitter.
+    protocol: "paper" or "reproduction" (rahf_jax.evaluation.protocols): how the score
+      correlations, MSE (all) and AUC-Judd are computed. The reproduction's ground-truth
+      heatmaps and word references are the caller's to make (the evaluator does).
 
   Returns:
-    {"scores": {s: {...}}, "heatmaps": {h: {...}}, "words": {...}}, with only the
-    sections that have data; plain Python floats/ints/None (JSON-serialisable).
+    {"protocol": protocol, "scores": {s: {...}}, "heatmaps": {h: {...}}, "words": {...}},
+    with only the sections that have data; plain Python floats/ints/None (JSON-serialisable).
   """
+  protocols.check_protocol(protocol)
   pred = _canonical(predictions, "predictions")
   ref = _canonical(references, "references")
   if set(pred) != set(ref):
     raise ValueError(
       f"predictions have outputs {sorted(pred)} but references {sorted(ref)}; pass the same."
     )
-  out = {}
+  out = {"protocol": protocol}
   scores = {s: np.asarray(pred[s]) for s in features.SCORE_TYPES if s in pred}
   if scores:
-    out["scores"] = score_metrics.all_score_metrics(scores, {s: ref[s] for s in scores})
+    out["scores"] = score_metrics.all_score_metrics(scores, {s: ref[s] for s in scores}, protocol)
   maps = [h for h in features.HEATMAP_TYPES if h in pred]
   if maps:
-    out["heatmaps"] = {h: heatmap_metrics.heatmap_metrics(pred[h], ref[h], seed) for h in maps}
+    out["heatmaps"] = {
+      h: heatmap_metrics.heatmap_metrics(pred[h], ref[h], seed, protocol=protocol) for h in maps
+    }
   if features.WORDS_TYPE in pred:
     out["words"] = word_metrics.word_metrics(
       list(pred[features.WORDS_TYPE]), list(ref[features.WORDS_TYPE])
@@ -195,7 +212,8 @@ def metrics_to_markdown(metrics: Mapping, reference: bool = False) -> str:
   Returns:
     Markdown text: one table per section present, words in percent as published.
   """
-  lines = []
+  protocol = metrics.get("protocol", protocols.PAPER)
+  lines = [f"### Evaluation protocol: {protocol}", "", PROTOCOL_NOTES[protocol], ""]
   if "scores" in metrics:
     rows = []
     for s in features.SCORE_TYPES:
