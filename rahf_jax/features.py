@@ -20,6 +20,8 @@ Augmented-prompt variant (one example per (image, prompt, output type)):
   score               float32 [B]           target of this example's score type (0 otherwise)
 """
 
+import re
+
 # Output types, in the paper's order.
 HEATMAP_TYPES = ("implausibility", "misalignment")
 SCORE_TYPES = ("plausibility", "alignment", "aesthetics", "overall")
@@ -60,6 +62,17 @@ def augmented_prompt(output_type: str, prompt: str) -> str:
 
 # Misaligned words are marked with this suffix in the decoder target.
 MISALIGNED_SUFFIX = "_0"
+
+# RichHF-18K's word splitting (google-research/richhf_18k, match_label_to_token.py): split the
+# prompt on each of the characters `,.?!":;` and on the space, and drop empty pieces.
+WORD_DELIMITERS = ',.?!":; '
+_WORD_SPLIT_RE = re.compile("[" + re.escape(WORD_DELIMITERS) + "]")
+
+
+def split_prompt_words(prompt: str) -> list[str]:
+  """The prompt's words exactly as RichHF-18K's labels count them."""
+  return [w for w in _WORD_SPLIT_RE.split(prompt) if w]
+
 
 # T5 vocabulary conventions.
 PAD_ID = 0

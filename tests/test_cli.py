@@ -41,6 +41,13 @@ def _error_line(stderr: str) -> str:
      "image '/nonexistent.png' not found"),
     (["eval"], "needs --workdir"),
     (["eval", "--bogus=1"], "Unknown command line flag 'bogus'"),
+    (["convert", "--out=/tmp/x"], "needs --checkpoint"),
+    (["convert", "--checkpoint=/nonexistent/rahf_model.pt", f"--spiece={CONFIG}",
+      "--out=/tmp/rahf_cli_convert"], "weights file '/nonexistent/rahf_model.pt' not found"),
+    (["convert", f"--checkpoint={CONFIG}", "--spiece=/nonexistent/spiece.model",
+      "--out=/tmp/rahf_cli_convert"], "SentencePiece model '/nonexistent/spiece.model' not found"),
+    (["convert", f"--checkpoint={CONFIG}", f"--spiece={CONFIG}", "--out=/tmp/rahf_cli_convert"],
+     "unknown weights format"),
   ],
 )  # fmt: skip
 def test_user_errors_are_one_line(args, message):

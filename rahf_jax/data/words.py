@@ -16,20 +16,14 @@ trusted) and the SeqIO layer zeroes the decoder loss for it. Builds count it.
 """
 
 import dataclasses
-import re
 
 from rahf_jax import features
 
-DELIMITERS = ',.?!":; '
-_SPLIT_RE = re.compile("[" + re.escape(DELIMITERS) + "]")
+DELIMITERS = features.WORD_DELIMITERS
+split_prompt_words = features.split_prompt_words
 
 MISALIGNED = 0
 ALIGNED = 1
-
-
-def split_prompt_words(prompt: str) -> list[str]:
-  """Splits `prompt` into words exactly as RichHF-18K does (see module docstring)."""
-  return [w for w in _SPLIT_RE.split(prompt) if w]
 
 
 def parse_labels(label_string: str | bytes) -> list[int] | None:

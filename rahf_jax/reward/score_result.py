@@ -1,23 +1,17 @@
 """`ScoreResult`: what RAHF says about one (image, prompt) pair, and the misaligned prompt words.
 
-Prompt words are split as RichHF-18K splits them (on the characters `,.?!":;` and on spaces;
-the same rule as rahf_jax.data.words, repeated here because rahf_jax.data imports TensorFlow).
+Prompt words are split as RichHF-18K splits them (rahf_jax.features.split_prompt_words: on the
+characters `,.?!":;` and on spaces).
 """
 
 import dataclasses
-import re
 from typing import Any
 
 import numpy as np
 
 from rahf_jax import features as F
 
-_SPLIT_RE = re.compile("[" + re.escape(',.?!":; ') + "]")
-
-
-def prompt_words(prompt: str) -> list[str]:
-  """The prompt's words, split as RichHF-18K does."""
-  return [w for w in _SPLIT_RE.split(prompt) if w]
+prompt_words = F.split_prompt_words
 
 
 def misaligned_prompt_words(prompt: str, marked: str) -> list[str]:
