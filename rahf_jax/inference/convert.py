@@ -15,6 +15,7 @@ The mapping of every tensor is documented in models/reproduction_weights.py and
 models/hf_weights.py.
 """
 
+import gc
 import hashlib
 import json
 import logging
@@ -23,6 +24,7 @@ import shutil
 import time
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -43,6 +45,20 @@ def _sha256(path: str) -> str:
     for block in iter(lambda: f.read(1 << 24), b""):
       h.update(block)
   return h.hexdigest()
+
+
+def _to_jax(value: np.ndarray, _) -> jax.Array:
+  """A jax array of `value`; a copy when `value` views the memory-mapped state dict.
+
+  Arrays the mapping made (transposed copies) are handed over as they are; views of the state
+  dict's own storage are copied, so that nothing keeps the 2.6 GB mapping alive after it.
+  """
+  root = value
+  while isinstance(root, np.ndarray) and root.base is not None:
+    root = root.base
+  if isinstance(root, np.ndarray) and root.flags.owndata:
+    return jax.device_put(value)
+  return jnp.array(value, copy=True)
 
 
 def reproduction_config(sd, vit_num_heads: int | None = None) -> ml_collections.ConfigDict:
@@ -84,8 +100,14 @@ def convert_reproduction(
   import flax.linen as nn  # noqa: PLC0415
 
   entries = reproduction_weights.rahf_entries(sd, model_config)
-  params = weights.fill_params(nn.unbox(abstract), entries, f"RAHF checkpoint {checkpoint!r}")
-  del entries
+  # Each leaf becomes a (host) jax array as soon as it is mapped, and its numpy copy is freed:
+  # the state dict (memory-mapped) plus one copy of the params is the peak.
+  params = weights.fill_params(
+    nn.unbox(abstract), entries, f"RAHF checkpoint {checkpoint!r}", place=_to_jax
+  )
+  n_source = len(sd)
+  del sd, entries  # unmaps the state dict before orbax stages its own copy for writing
+  gc.collect()
   n_params = int(sum(np.prod(x.shape) for x in jax.tree.leaves(params)))
   t_map = time.perf_counter() - t0 - t_read
   os.makedirs(out_dir, exist_ok=True)
@@ -99,7 +121,7 @@ def convert_reproduction(
     "model_size": config.model.size,
     "variant": config.model.variant,
     "num_params": n_params,
-    "source_tensors": len(sd),
+    "source_tensors": n_source,
     "seconds": {"read": t_read, "map": t_map, "total": time.perf_counter() - t0},
   }
   with open(os.path.join(out_dir, "conversion.json"), "w", encoding="utf-8") as f:

@@ -26,7 +26,8 @@ Face T5 (same forms). The PyTorch RAHF reproduction's checkpoint: reproduction_w
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import flax
 import jax
@@ -82,11 +83,20 @@ def _vit_entries(npz: Mapping[str, np.ndarray], our_posemb_len: int, has_cls: bo
   return out
 
 
-def fill_params(ours: dict, entries: Mapping[str, np.ndarray], what: str, reshape_ok=False) -> dict:
+def fill_params(
+  ours: dict,
+  entries: Mapping[str, np.ndarray],
+  what: str,
+  reshape_ok: bool = False,
+  place: Callable[[np.ndarray, Any], Any] | None = None,
+) -> dict:
   """A tree shaped like `ours` (arrays or ShapeDtypeStructs) with every leaf from `entries`.
 
   `entries` are keyed by "/"-joined paths relative to `ours`; a missing, unused or mis-shaped
   entry raises ValueError naming the first one. Values are cast to the leaves' dtypes.
+  `place(value, our_leaf)` (e.g. a device_put onto the leaf's sharding) is applied to each value,
+  and then each entry is popped from `entries`, so that the host copy of a large model is freed
+  leaf by leaf instead of living beside the placed one.
   """
   flat = flax.traverse_util.flatten_dict(flax.core.unfreeze(ours), sep="/")
   missing = sorted(set(flat) - set(entries))
@@ -112,7 +122,11 @@ def fill_params(ours: dict, entries: Mapping[str, np.ndarray], what: str, reshap
           f"{what}: {key!r} has shape {value.shape} in the checkpoint but "
           f"{tuple(old.shape)} in the model; check the model config."
         )
-    new[key] = np.asarray(value, dtype=old.dtype)  # no copy when the dtype already matches
+    value = np.asarray(value, dtype=old.dtype)  # no copy when the dtype already matches
+    if place is not None:
+      value = place(value, old)
+      del entries[key]
+    new[key] = value
   return flax.traverse_util.unflatten_dict(new, sep="/")
 
 
