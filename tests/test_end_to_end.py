@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 import pytest
+from data_testlib import build_synthetic_richhf18k
 
 from rahf_jax.demo import load_config
 
@@ -33,18 +34,11 @@ def _tiny_config(data_dir):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-  import tensorflow_datasets as tfds
-
-  import rahf_jax.data  # noqa: F401  (registers richhf18k)
-  from rahf_jax.data import synthetic
   from rahf_jax.train.loop import train_and_evaluate
 
   root = tmp_path_factory.mktemp("e2e")
   sizes = dict(num_train=96, num_dev=16, num_test=16, image_size=64, rows_per_group=16, seed=5)
-  synthetic.write_synthetic_richhf(str(root / "raw"), synthetic.SyntheticConfig(**sizes))
-  tfds.builder("richhf18k", data_dir=str(root / "tfds")).download_and_prepare(
-    download_config=tfds.download.DownloadConfig(manual_dir=str(root / "raw"))
-  )
+  build_synthetic_richhf18k(str(root), **sizes)
   config = _tiny_config(root / "tfds")
   summary = train_and_evaluate(config, str(root / "run"))
   return root, config, summary

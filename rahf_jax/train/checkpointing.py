@@ -168,18 +168,23 @@ class Checkpointer:
     manager = self.best if best else self.periodic
     if manager is None:
       raise ValueError("No best checkpoint is kept (config.best_metric is empty).")
-    step = manager.latest_step() if step is None else step
-    if step is None:
+    if step is None and manager.latest_step() is None:
       raise FileNotFoundError(
         f"No checkpoint in {manager.directory}; train first (rahf-jax train --workdir ...)."
       )
-    restored = manager.restore(
-      step,
-      args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()
-      ),
-    )
-    return restored["state"], dict(restored["meta"])
+
+    def read(s):
+      restored = manager.restore(
+        s,
+        args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()
+        ),
+      )
+      return restored["state"], dict(restored["meta"])
+
+    if step is not None:
+      return read(step)
+    return _newest_readable(sorted(manager.all_steps()), read, str(manager.directory))
 
   def wait(self) -> None:
     """Blocks until pending async saves are written."""
@@ -240,16 +245,38 @@ def restore_params(
       f"No checkpoint in {where}; train first (rahf-jax train --workdir ...) or convert one "
       "(rahf-jax convert)."
     )
-  step = steps[-1] if step is None else int(step)
-  if step not in steps:
+  if step is not None and int(step) not in steps:
     raise FileNotFoundError(f"No checkpoint of step {step} in {_steps_dir(workdir, best)}.")
   target = {"params": abstract_params}
-  restored = ocp.PyTreeCheckpointer().restore(
-    os.path.join(_steps_dir(workdir, best), str(step), "state"),
-    args=ocp.args.PyTreeRestore(
-      target,
-      restore_args=ocp.checkpoint_utils.construct_restore_args(target),
-      partial_restore=True,
-    ),
-  )
-  return restored["params"], step
+
+  def read(s):
+    restored = ocp.PyTreeCheckpointer().restore(
+      os.path.join(_steps_dir(workdir, best), str(s), "state"),
+      args=ocp.args.PyTreeRestore(
+        target,
+        restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+        partial_restore=True,
+      ),
+    )
+    return restored["params"], s
+
+  if step is not None:
+    return read(int(step))
+  return _newest_readable(steps, read, _steps_dir(workdir, best))
+
+
+def _newest_readable(steps: list[int], read, where: str):
+  """`read(step)` of the newest step that reads; a damaged newest one is skipped with a warning.
+
+  (orbax finalises a checkpoint by renaming its folder, so a save killed mid-write never shows
+  as a step; this covers files damaged after that, e.g. a truncated or lost array file.)
+  """
+  errors = []
+  for step in reversed(steps):
+    try:
+      return read(step)
+    except Exception as e:  # pylint: disable=broad-except  # any unreadable file or metadata
+      errors.append(f"step {step}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
+      logging.warning("Checkpoint of step %d in %s cannot be read (%s); trying the one before.",
+                      step, where, errors[-1])  # fmt: skip
+  raise ValueError(f"No readable checkpoint in {where}: {'; '.join(errors)}.")

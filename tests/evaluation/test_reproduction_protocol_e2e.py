@@ -6,12 +6,17 @@ means over consecutive batches, their mean.
 """
 
 import json
+import os
+import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from rahf_jax import features as F
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from data_testlib import build_synthetic_richhf18k  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -20,19 +25,12 @@ BATCH = 5  # the reproduction's batch size for this test (12 test examples: 5, 5
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-  import tensorflow_datasets as tfds
-
-  import rahf_jax.data  # noqa: F401  (registers richhf18k)
-  from rahf_jax.data import synthetic
   from rahf_jax.demo import load_config
   from rahf_jax.train.loop import train_and_evaluate
 
   root = tmp_path_factory.mktemp("reproduction_eval")
   sizes = dict(num_train=16, num_dev=8, num_test=12, image_size=64, rows_per_group=16, seed=3)
-  synthetic.write_synthetic_richhf(str(root / "raw"), synthetic.SyntheticConfig(**sizes))
-  tfds.builder("richhf18k", data_dir=str(root / "tfds")).download_and_prepare(
-    download_config=tfds.download.DownloadConfig(manual_dir=str(root / "raw"))
-  )
+  build_synthetic_richhf18k(str(root), **sizes)
   c = load_config("configs/rahf.py", "tiny,multihead")
   c.data.data_dir = str(root / "tfds")
   c.batch_size = 8
