@@ -95,6 +95,32 @@ def _one_type_dict(name: str, score: Any, heatmap: Any, text: str | None) -> dic
   return {WORDS: text}
 
 
+def misaligned_prompt_words(prompt: str, marked: str) -> list[str]:
+  """The prompt words that the decoded `_0`-marked prompt marks, in prompt order.
+
+  When the decoder reproduced the prompt word for word, the marks are read by position;
+  otherwise a prompt word counts as marked when the same word carries `_0` somewhere in
+  `marked` (each marked occurrence matches one prompt occurrence). Marked words that are not
+  prompt words are left out.
+  """
+  words = F.split_prompt_words(prompt)
+  decoded = marked.split()
+  suffix = F.MISALIGNED_SUFFIX
+  bare = [w[: -len(suffix)] if w.endswith(suffix) else w for w in decoded]
+  if bare == words:
+    return [w for w, d in zip(words, decoded, strict=True) if d.endswith(suffix)]
+  pool: dict[str, int] = {}
+  for w in decoded:
+    if w.endswith(suffix):
+      pool[w[: -len(suffix)]] = pool.get(w[: -len(suffix)], 0) + 1
+  out = []
+  for w in words:
+    if pool.get(w, 0) > 0:
+      pool[w] -= 1
+      out.append(w)
+  return out
+
+
 def prediction_dicts(
   arrays: Mapping[str, Any], texts: Sequence[str] | None, variant: str
 ) -> list[dict[str, Any]]:

@@ -33,7 +33,7 @@ def predict_image_file(
     "prompt": prompt,
     "scores": pred["scores"],
     "misaligned_words": pred["misaligned_words"],
-    "misaligned": [w[:-2] for w in pred["misaligned_words"].split() if w.endswith("_0")],
+    "misaligned": pred["misaligned_prompt_words"],  # prompt words only, in prompt order
   }
   if out_dir:
     os.makedirs(out_dir, exist_ok=True)

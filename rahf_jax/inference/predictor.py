@@ -2,7 +2,8 @@
 
   predictor = Predictor.from_workdir("/tmp/rahf_tiny")          # newest (or best=True) checkpoint
   preds = predictor.predict([image_uint8_hw3], ["a red circle on a blue background"])
-  preds[0] == {"scores": {...}, "heatmaps": {...: float32 [Ho, Wo]}, "misaligned_words": "..."}
+  preds[0] == {"scores": {...}, "heatmaps": {...: float32 [Ho, Wo]}, "misaligned_words": "...",
+               "misaligned_prompt_words": [...]}  # the marked words that are prompt words
 
 `predict_batch` takes model features (as the data pipeline yields them) and returns flat arrays
 (rahf_jax.inference.postprocess.output_arrays) plus the greedy-decoded ids, for evaluation.
@@ -180,7 +181,8 @@ class Predictor:
     if self.variant == F.MULTI_HEAD:
       arrays = self.predict_batch({"image": pixels, "prompt_ids": self.encode_prompts(prompts)})
       texts = postprocess.decode_texts(arrays.pop("decoded_ids"), self.tokenizer)
-      return postprocess.prediction_dicts(arrays, texts, self.variant)
+      preds = postprocess.prediction_dicts(arrays, texts, self.variant)
+      return _with_prompt_words(preds, prompts)
     # Augmented prompt: one row per (pair, output type), merged back per pair.
     types = F.AUGMENTED_OUTPUT_TYPES
     batch = {
@@ -191,5 +193,15 @@ class Predictor:
     arrays = self.predict_batch(batch)
     texts = postprocess.decode_texts(arrays.pop("decoded_ids"), self.tokenizer)
     parts = postprocess.prediction_dicts(arrays, texts, self.variant)
-    return [postprocess.merge_predictions(parts[i * len(types) : (i + 1) * len(types)])
-            for i in range(len(prompts))]  # fmt: skip
+    preds = [postprocess.merge_predictions(parts[i * len(types) : (i + 1) * len(types)])
+             for i in range(len(prompts))]  # fmt: skip
+    return _with_prompt_words(preds, prompts)
+
+
+def _with_prompt_words(preds: list[dict], prompts: Sequence[str]) -> list[dict]:
+  """Adds "misaligned_prompt_words": the marked words aligned back onto the prompt's own words
+  (the decoder may write words that are not in the prompt; those are never reported)."""
+  for pred, prompt in zip(preds, prompts, strict=True):
+    marked = pred.get(postprocess.WORDS, "")
+    pred["misaligned_prompt_words"] = postprocess.misaligned_prompt_words(prompt, marked)
+  return preds

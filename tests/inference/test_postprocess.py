@@ -201,3 +201,14 @@ def test_sequence_log_likelihood_matches_log_softmax(xp):
   # |logz| (<= 7.4 here, ulp 4.8e-7), and a row sums <= 3 of them: ~5e-6 absolute at most, inside
   # the atol alone, in any summation order.
   np.testing.assert_allclose(np.asarray(got), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_misaligned_prompt_words_are_prompt_words_only():
+  # Read by position when the decoder copied the prompt; by word otherwise.
+  assert pp.misaligned_prompt_words("a yellow cat", "a yellow_0 cat") == ["yellow"]
+  assert pp.misaligned_prompt_words("a cat, a cat", "a cat_0 a cat") == ["cat"]
+  # A word the decoder made up ("pink") is never reported; prompt punctuation is not a word.
+  got = pp.misaligned_prompt_words("a green square.", "a pink_0 square green background")
+  assert got == []
+  got = pp.misaligned_prompt_words("a green square.", "a green_0 square_0 background_0")
+  assert got == ["green", "square"]
