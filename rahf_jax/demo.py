@@ -4,8 +4,11 @@ Writes into the output folder (default demo_out/):
   raw/        the synthetic RichHF-18K: label TFRecords + Pick-a-Pic-style parquet (manual_dir)
   tfds/       the `tfds build` of the richhf18k builder over raw/ (+ its build report)
   workdir/    the training run of configs/rahf.py:tiny,multihead (checkpoints, TensorBoard)
-  eval_test/  metrics.json, metrics.md, words.tsv and overlays/ on the synthetic test split
-  REPORT.md   the tables, timings and where to look
+  eval_test/  metrics.json, metrics.md, words.tsv and overlays/ on the synthetic test split,
+              from the best checkpoint by the dev metric (config.best_metric) when one is kept
+  learning_curves.png  the train (line) and dev (dots) loss terms per output over the steps
+  REPORT.md   the timings, the checkpoint evaluated, the tables with their baseline rows, the
+              learning curves and where to look
 Each stage is skipped when its output is already there, so an interrupted demo resumes.
 """
 
@@ -81,8 +84,23 @@ def _build_report(data_dir: str) -> str:
   return "\n".join(f"- {line}" for line in lines) or "- (no build report found)"
 
 
-def write_report(out_dir: str, data_dir: str, timings: dict, metrics_md: str) -> str:
-  """out/REPORT.md: timings, the data build's counts, the tables, where the pictures are."""
+def write_report(
+  out_dir: str,
+  data_dir: str,
+  timings: dict,
+  metrics_md: str,
+  checkpoint: dict | None = None,
+  curves: str | None = None,
+) -> str:
+  """out/REPORT.md: timings, the data build's counts, the checkpoint evaluated, the tables (with
+  their baseline rows), the learning curves and where the pictures are.
+
+  Args:
+    checkpoint: evaluator.checkpoint_info's dict of the evaluated checkpoint.
+    curves: path of the learning-curves PNG (linked relative to out_dir), or None.
+  """
+  from rahf_jax.evaluation.tables import checkpoint_line  # noqa: PLC0415
+
   path = os.path.join(out_dir, "REPORT.md")
   timing_rows = "\n".join(f"| {k} | {v:.0f} |" for k, v in timings.items())
   with open(os.path.join(out_dir, "eval_test", "words.tsv"), encoding="utf-8") as f:
@@ -90,6 +108,16 @@ def write_report(out_dir: str, data_dir: str, timings: dict, metrics_md: str) ->
   sample = "\n".join(
     f"- predicted `{p}`\n  true      `{t}`" for p, t in (w.split("\t") for w in words)
   )
+  ckpt = checkpoint_line(checkpoint) if checkpoint else "Checkpoint: not recorded."
+  if curves:
+    rel = os.path.relpath(curves, out_dir)
+    curves_md = (
+      f"[`{rel}`]({rel}): one panel per loss term (the total, each score, each heatmap, the "
+      "words' text loss, the weighted sums), train as a line, dev as dots.\n\n"
+      f"![learning curves]({rel})"
+    )
+  else:
+    curves_md = "No train scalars were found in the workdir's event files."
   with open(path, "w", encoding="utf-8") as f:
     f.write(
       "# rahf-jax demo report\n\n"
@@ -98,16 +126,43 @@ def write_report(out_dir: str, data_dir: str, timings: dict, metrics_md: str) ->
       f"## Timings (seconds)\n\n| stage | s |\n|---|---|\n{timing_rows}\n"
       f"| total | {sum(timings.values()):.0f} |\n\n"
       f"## Data build\n\n{_build_report(data_dir)}\n\n"
-      f"## Metrics (synthetic test split)\n\n{metrics_md}\n\n"
+      f"## Checkpoint evaluated\n\n{ckpt}\n\n"
+      "## Metrics (synthetic test split)\n\n"
+      "Each table has the trivial baselines under the model's row, scored on the same split and "
+      "ground truth: a model that does not beat them has not learned that output.\n\n"
+      f"{metrics_md}\n\n"
+      f"## Learning curves\n\n{curves_md}\n\n"
       f"## Misaligned words (first examples)\n\n{sample}\n\n"
-      "## Pictures\n\n`eval_test/overlays/*.png`: image | predicted heatmaps | ground truth.\n"
+      "## Pictures\n\n`eval_test/overlays/*.png`: image | predicted heatmaps | ground truth. "
+      "Each heatmap is drawn on its own colour scale, 0 to the map's maximum, written under the "
+      "panel beside the colour bar, so a weak prediction shows; compare values by those ranges, "
+      "not by colour across panels.\n"
     )
   return path
 
 
+def evaluate_and_report(out_dir: str, workdir: str, data_dir: str, timings: dict) -> str:
+  """Evaluates workdir's checkpoint on the test split into out/eval_test (the best checkpoint
+  by the dev metric when the run kept one, else the newest), draws out/learning_curves.png from
+  the run's events and writes out/REPORT.md; returns the report's path."""
+  from rahf_jax.evaluation.curves import write_learning_curves  # noqa: PLC0415
+  from rahf_jax.evaluation.evaluator import evaluate_workdir  # noqa: PLC0415
+  from rahf_jax.train.checkpointing import checkpoint_steps  # noqa: PLC0415
+
+  eval_dir = os.path.join(out_dir, "eval_test")
+  best = bool(checkpoint_steps(workdir, best=True))
+  with _stage("evaluate on the synthetic test split", timings):
+    metrics = evaluate_workdir(workdir, "test", data_dir, eval_dir, best=best, reference=False)
+  curves = write_learning_curves(
+    workdir, os.path.join(out_dir, "learning_curves.png"), title=f"{':'.join(DEMO_CONFIG)}"
+  )
+  with open(os.path.join(eval_dir, "metrics.md"), encoding="utf-8") as f:
+    metrics_md = f.read()
+  return write_report(out_dir, data_dir, timings, metrics_md, metrics.get("checkpoint"), curves)
+
+
 def run_demo(out_dir: str = "demo_out", data_only: bool = False) -> None:
   """Runs every stage of the demo into out_dir (see the module docstring)."""
-  from rahf_jax.evaluation.evaluator import evaluate_workdir  # noqa: PLC0415
   from rahf_jax.train.loop import train_and_evaluate  # noqa: PLC0415
 
   logging.getLogger().setLevel(logging.INFO)
@@ -122,10 +177,7 @@ def run_demo(out_dir: str = "demo_out", data_only: bool = False) -> None:
   config.data.data_dir = data_dir
   with _stage(f"train {':'.join(DEMO_CONFIG)} ({config.num_train_steps} steps)", timings):
     train_and_evaluate(config, workdir)
-  eval_dir = os.path.join(out_dir, "eval_test")
-  with _stage("evaluate on the synthetic test split", timings):
-    evaluate_workdir(workdir, "test", data_dir, eval_dir, reference=False)
-  with open(os.path.join(eval_dir, "metrics.md"), encoding="utf-8") as f:
+  report = evaluate_and_report(out_dir, workdir, data_dir, timings)
+  with open(os.path.join(out_dir, "eval_test", "metrics.md"), encoding="utf-8") as f:
     metrics_md = f.read()
-  report = write_report(out_dir, data_dir, timings, metrics_md)
   print(f"\n{metrics_md}\n\nDemo finished in {sum(timings.values()):.0f}s; report: {report}")

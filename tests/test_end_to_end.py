@@ -104,3 +104,34 @@ def test_losses_fall(trained):
   assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:10])
   dev = [summary["eval"][k]["dev/loss"] for k in sorted(summary["eval"])]
   assert dev[-1] < dev[0]
+
+
+def test_demo_report_from_the_run(trained, tmp_path):
+  """The demo's evaluation and REPORT.md on this run: the best checkpoint by dev/loss, named by
+  its step, the baseline rows beside ours and the learning curves from the run's events."""
+  from rahf_jax.demo import evaluate_and_report
+  from rahf_jax.train.checkpointing import checkpoint_steps
+
+  root, config, summary = trained
+  run = str(root / "run")
+  assert config.best_metric == "dev/loss"
+  best_step = checkpoint_steps(run, best=True)[-1]
+  dev = {step: values["dev/loss"] for step, values in summary["eval"].items()}
+  assert best_step == min(dev, key=dev.get)
+  out = tmp_path / "demo_out"
+  report = open(evaluate_and_report(str(out), run, str(root / "tfds"), {}), encoding="utf-8").read()
+  assert f"Checkpoint: step {best_step}, the best by dev/loss" in report
+  metrics = json.loads((out / "eval_test" / "metrics.json").read_text())
+  assert metrics["checkpoint"]["kind"] == "best" and metrics["checkpoint"]["step"] == best_step
+  for row in ("baseline: mean score", "baseline: all zeros", "baseline: mean GT map",
+              "baseline: unmarked prompt"):  # fmt: skip
+    assert row in report
+  # The all-zeros map is exact on the GT=0 maps and has no CC (a constant map).
+  for h in ("implausibility", "misalignment"):
+    zeros = metrics["baselines"]["heatmaps"][h]["all_zeros"]
+    assert zeros["mse_gt0"] == 0.0 and zeros["cc"] is None
+  assert "![learning curves](learning_curves.png)" in report
+  from PIL import Image
+
+  curves = Image.open(out / "learning_curves.png")
+  assert curves.size[0] > 0 and curves.size[1] > 0

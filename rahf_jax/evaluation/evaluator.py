@@ -5,9 +5,12 @@
 
 writes into the output folder
 
-  metrics.json       every metric (rahf_jax.evaluation.tables.compute_all_metrics), nested
-  metrics.md         the paper's three tables (scores, heatmaps, words); with the published
-                     numbers beside ours when the split is the real RichHF-18K test split
+  metrics.json       every metric (rahf_jax.evaluation.tables.compute_all_metrics), nested,
+                     the trivial baselines on the same ground truth ("baselines") and the
+                     checkpoint evaluated ("checkpoint": its step, newest or best by a metric)
+  metrics.md         the paper's three tables (scores, heatmaps, words) with the baseline rows;
+                     with the published numbers beside ours when the split is the real
+                     RichHF-18K test split
   words.tsv          predicted vs reference `_0`-marked prompts, one line per example
   overlays/*.png     image | predicted heatmaps | ground truth for the first examples
 
@@ -37,7 +40,7 @@ from rahf_jax.evaluation.tables import compute_all_metrics, metrics_to_markdown
 from rahf_jax.inference import postprocess
 from rahf_jax.inference.overlays import save_overlay
 from rahf_jax.inference.predictor import Predictor
-from rahf_jax.train import input_batches
+from rahf_jax.train import checkpointing, input_batches
 
 # Examples in the official RichHF-18K test split (../shared/RAHF_REFERENCE.md s2).
 OFFICIAL_TEST_SIZE = 955
@@ -233,6 +236,33 @@ def write_report(
   return tables
 
 
+def checkpoint_info(workdir: str, best: bool = False) -> dict:
+  """Which checkpoint `Predictor.from_workdir(workdir, best=best)` restores.
+
+  Returns:
+    {"kind": "best" or "newest", "step": the newest finished step of workdir/best (or
+    workdir/checkpoints), or None; for the best one also "best_metric" and "best_value" as the
+    training loop recorded them, when readable}.
+  """
+  steps = checkpointing.checkpoint_steps(workdir, best=best)
+  info: dict[str, Any] = {
+    "kind": "best" if best else "newest",
+    "step": steps[-1] if steps else None,
+  }
+  if best and steps:
+    meta_dir = os.path.join(os.path.abspath(workdir), "best", str(steps[-1]), "meta")
+    for name in sorted(os.listdir(meta_dir)) if os.path.isdir(meta_dir) else []:
+      try:
+        with open(os.path.join(meta_dir, name), encoding="utf-8") as f:
+          meta = json.load(f)
+      except (OSError, ValueError):
+        continue
+      if isinstance(meta, dict) and "best_metric" in meta:
+        info.update(best_metric=meta["best_metric"], best_value=meta.get("best_value"))
+        break
+  return info
+
+
 def evaluate_workdir(
   workdir: str,
   split: str = "test",
@@ -250,9 +280,13 @@ def evaluate_workdir(
       official test split (named "test" with its 955 examples).
     protocol: "paper" or "reproduction" (see `evaluate`); recorded in metrics.json and in the
       heading of metrics.md.
+
+  Returns:
+    The metrics (as in metrics.json), with "checkpoint" (`checkpoint_info`).
   """
   predictor = Predictor.from_workdir(workdir, best=best)
   metrics, collected = evaluate(predictor, split, data_dir, max_batches, protocol)
+  metrics["checkpoint"] = checkpoint_info(workdir, best)
   if reference is None:
     n = len(collected.ref[F.SCORE_TYPES[0]])
     reference = split == "test" and n == OFFICIAL_TEST_SIZE

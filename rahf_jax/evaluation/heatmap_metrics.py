@@ -264,6 +264,7 @@ def heatmap_metrics(
   match_pytorch_reproduction: bool = False,
   protocol: str = protocols.PAPER,
   batch_size: int | None = None,
+  with_auc_judd: bool = True,
 ) -> dict:
   """The paper's heatmap metrics over a set of maps of one heatmap type.
 
@@ -279,6 +280,7 @@ def heatmap_metrics(
       AUC-Judd; every other figure is defined the same way.
     batch_size: the reproduction's evaluation batch size (maps per batch, in the given order);
       None: protocols.REPRODUCTION_BATCH_SIZE.
+    with_auc_judd: False skips AUC-Judd (then None), e.g. for a constant map.
 
   Returns:
     {"mse_all", "mse_gt0", "cc", "kld", "sim", "nss", "auc_judd": float or None,
@@ -312,7 +314,7 @@ def heatmap_metrics(
       pp, gp = pc[positive], gc[positive]
       for name, fn in (("cc", cc), ("kld", kld), ("sim", sim), ("nss", nss)):
         per_map[name].extend(fn(pp, gp).tolist())
-      for a, b in zip(pp, gp, strict=True):
+      for a, b in zip(pp, gp, strict=True) if with_auc_judd else ():
         value = auc_judd_single(a, b, rng, match_pytorch_reproduction)
         if np.isnan(value):
           undefined_auc += 1

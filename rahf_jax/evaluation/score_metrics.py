@@ -1,4 +1,4 @@
-"""Score metrics of the paper: PLCC (Pearson) and SRCC (Spearman) per score type.
+"""Score metrics of the paper: PLCC (Pearson) and SRCC (Spearman) per score type, and the MSE.
 
 RAHF_REFERENCE.md s4: for each score type, over the whole evaluation split, the
 Pearson linear correlation (PLCC) and Spearman rank correlation (SRCC) between
@@ -13,6 +13,10 @@ Under `protocol="reproduction"` (rahf_jax.evaluation.protocols) the correlations
 `scipy.stats.pearsonr(pred, gt)[0]` and `spearmanr(pred, gt)[0]`, as the reproduction's
 train.py `evaluate_model` computes them; where scipy gives NaN (a constant vector) the value is
 None (JSON null), since the reproduction would report NaN there, not 0.
+
+Beside the correlations, `score_metrics` reports the mean squared error of the scores ("mse",
+the same under both protocols): the one figure that a constant prediction (the baselines of
+rahf_jax.evaluation.baselines) also has, so the model can be compared with it.
 """
 
 import math
@@ -85,13 +89,23 @@ def _scipy_or_none(fn, pred, target) -> float | None:
   return None if math.isnan(value) else value
 
 
+def mse(pred, target) -> float | None:
+  """Mean squared error of two score vectors; None for no examples."""
+  p = _as_vector(pred, "predictions")
+  t = _as_vector(target, "targets")
+  if p.shape != t.shape:
+    raise ValueError(f"predictions {p.shape} and targets {t.shape} differ in length.")
+  return float(np.mean((p - t) ** 2)) if p.size else None
+
+
 def score_metrics(pred, target, protocol: str = protocols.PAPER) -> dict[str, float]:
-  """PLCC, SRCC and the count for one score type (see the module docstring for `protocol`)."""
+  """PLCC, SRCC, MSE and the count for one score type (the module docstring: `protocol`)."""
   if protocols.check_protocol(protocol) == protocols.REPRODUCTION:
     plcc = _scipy_or_none(stats.pearsonr, pred, target)
     srcc = _scipy_or_none(stats.spearmanr, pred, target)
-    return {"plcc": plcc, "srcc": srcc, "num_examples": len(pred)}
-  return {"plcc": pearson(pred, target), "srcc": spearman(pred, target), "num_examples": len(pred)}
+  else:
+    plcc, srcc = pearson(pred, target), spearman(pred, target)
+  return {"plcc": plcc, "srcc": srcc, "mse": mse(pred, target), "num_examples": len(pred)}
 
 
 def all_score_metrics(
@@ -107,7 +121,7 @@ def all_score_metrics(
     protocol: "paper" or "reproduction" (see the module docstring).
 
   Returns:
-    {score_type: {"plcc", "srcc", "num_examples"}}.
+    {score_type: {"plcc", "srcc", "mse", "num_examples"}}.
   """
   unknown = (set(predictions) | set(references)) - set(features.SCORE_TYPES)
   if unknown:

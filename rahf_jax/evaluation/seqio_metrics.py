@@ -43,7 +43,7 @@ def _by_type(items: Sequence, single_type: str | None, kind: str) -> dict[str, l
 def score_metric_fn(
   targets: Sequence, predictions: Sequence, score_type: str | None = None
 ) -> dict[str, float]:
-  """PLCC and SRCC per score type: {"<type>/plcc", "<type>/srcc"}."""
+  """PLCC, SRCC and MSE per score type: {"<type>/plcc", "<type>/srcc", "<type>/mse"}."""
   t = _by_type(targets, score_type, "scores")
   p = _by_type(predictions, score_type, "scores")
   out = {}

@@ -7,9 +7,15 @@
 multi-head model feature names `score_<s>` / `heatmap_<h>` are accepted too) and returns
 a nested JSON-serialisable dict {"scores": ..., "heatmaps": ..., "words": ...}.
 
+It also scores the trivial baselines of rahf_jax.evaluation.baselines (mean score, all-zero
+and mean ground-truth map, unmarked and all-marked prompt) on the same ground truth, under
+"baselines" with the same sections.
+
 `metrics_to_markdown` renders that dict as the paper's tables (scores, heatmaps,
-misaligned words); with `reference=True` (the real RichHF-18K test split) the
-published numbers of RAHF_REFERENCE.md s5 are printed beside ours.
+misaligned words), each with the baseline rows under ours; with `reference=True` (the real
+RichHF-18K test split) the published numbers of RAHF_REFERENCE.md s5 are printed beside ours.
+"n/a" marks a metric that is undefined for a baseline, "—" a number that is missing (not
+published, or an empty subset).
 """
 
 import math
@@ -18,6 +24,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from rahf_jax import features
+from rahf_jax.evaluation import baselines as baselines_lib
 from rahf_jax.evaluation import heatmap_metrics, protocols, score_metrics, word_metrics
 
 OURS = "rahf-jax (this run)"
@@ -111,7 +118,7 @@ PROTOCOL_NOTES = {
   ),
 }
 
-SCORE_COLUMNS = (("plcc", "PLCC"), ("srcc", "SRCC"))
+SCORE_COLUMNS = (("plcc", "PLCC"), ("srcc", "SRCC"), ("mse", "MSE"))
 HEATMAP_COLUMNS = (
   ("mse_all", "MSE (all)"),
   ("mse_gt0", "MSE (GT=0)"),
@@ -122,6 +129,32 @@ HEATMAP_COLUMNS = (
   ("auc_judd", "AUC-Judd"),
 )
 WORD_COLUMNS = (("precision", "Precision"), ("recall", "Recall"), ("f1", "F1"))
+
+BASELINE_LABELS = {
+  baselines_lib.MEAN_SCORE: "baseline: mean score",
+  baselines_lib.TRAIN_MEAN_SCORE: "baseline: train-mean score",
+  baselines_lib.ALL_ZEROS: "baseline: all zeros",
+  baselines_lib.MEAN_GT_MAP: "baseline: mean GT map",
+  baselines_lib.UNMARKED_PROMPT: "baseline: unmarked prompt",
+  baselines_lib.ALL_MARKED: "baseline: every word marked",
+}
+NOT_DEFINED = "n/a"
+BASELINE_NOTES = {
+  "scores": (
+    "Baselines: the same constant score for every example (mean score: the mean of this "
+    "split's ground truth, so its MSE is the ground truth's variance). n/a: PLCC and SRCC of a "
+    "constant prediction are undefined (zero variance)."
+  ),
+  "heatmaps": (
+    "Baselines: the same map for every example (mean GT map: the pixel-wise mean of this "
+    "split's ground-truth maps of the type). n/a: CC, NSS and AUC-Judd are undefined for a "
+    "constant map (zero variance), KLD and SIM for a map that sums to 0."
+  ),
+  "words": (
+    "Baselines: the reference prompt with no word marked (it predicts no misaligned word, so "
+    "every per-example value is 0) and with every word marked `_0`."
+  ),
+}
 
 
 def _canonical(data: Mapping, role: str) -> dict:
@@ -142,7 +175,12 @@ def _canonical(data: Mapping, role: str) -> dict:
 
 
 def compute_all_metrics(
-  predictions: Mapping, references: Mapping, seed: int = 0, protocol: str = protocols.PAPER
+  predictions: Mapping,
+  references: Mapping,
+  seed: int = 0,
+  protocol: str = protocols.PAPER,
+  baselines: bool = True,
+  train_score_means: Mapping[str, float] | None = None,
 ) -> dict:
   """The paper's metrics for every output type present in both dicts.
 
@@ -155,10 +193,13 @@ def compute_all_metrics(
     protocol: "paper" or "reproduction" (rahf_jax.evaluation.protocols): how the score
       correlations, MSE (all) and AUC-Judd are computed. The reproduction's ground-truth
       heatmaps and word references are the caller's to make (the evaluator does).
+    baselines: also score the trivial baselines (rahf_jax.evaluation.baselines).
+    train_score_means: {score type: training-split mean}, for the train-mean score baseline.
 
   Returns:
-    {"protocol": protocol, "scores": {s: {...}}, "heatmaps": {h: {...}}, "words": {...}},
-    with only the sections that have data; plain Python floats/ints/None (JSON-serialisable).
+    {"protocol": protocol, "scores": {s: {...}}, "heatmaps": {h: {...}}, "words": {...},
+     "baselines": {the same sections: {type: {baseline: {...}}}}}, with only the sections that
+    have data; plain Python floats/ints/None (JSON-serialisable).
   """
   protocols.check_protocol(protocol)
   pred = _canonical(predictions, "predictions")
@@ -180,6 +221,8 @@ def compute_all_metrics(
     out["words"] = word_metrics.word_metrics(
       list(pred[features.WORDS_TYPE]), list(ref[features.WORDS_TYPE])
     )
+  if baselines:
+    out["baselines"] = baselines_lib.compute_baselines(pred, ref, seed, protocol, train_score_means)
   return out
 
 
@@ -187,6 +230,24 @@ def _fmt(value, digits: int) -> str:
   if value is None or (isinstance(value, float) and math.isnan(value)):
     return "—"
   return f"{value:.{digits}f}"
+
+
+def _cells(values: Mapping, columns, digits) -> list[str]:
+  """Formatted cells of `columns`; "n/a" where values["undefined"] names the metric."""
+  undefined = values.get("undefined", {})
+  return [
+    NOT_DEFINED
+    if k in undefined
+    else _fmt(values.get(k), digits(k) if callable(digits) else digits)
+    for k, _ in columns
+  ]
+
+
+def _baseline_rows(metrics: Mapping, section: str, name: str | None) -> list[tuple[str, Mapping]]:
+  """(label, values) of the baselines of one output type (name None: the words section)."""
+  table = metrics.get("baselines", {}).get(section, {})
+  table = table if name is None else table.get(name, {})
+  return [(BASELINE_LABELS.get(k, f"baseline: {k}"), v) for k, v in table.items()]
 
 
 def _row(cells) -> str:
@@ -201,6 +262,17 @@ def _sources(section: str, reference: bool) -> list[tuple[str, Mapping]]:
   return list(PUBLISHED[section].items()) if reference else []
 
 
+def checkpoint_line(checkpoint: Mapping) -> str:
+  """One line naming the evaluated checkpoint (evaluator.checkpoint_info's dict)."""
+  step = checkpoint.get("step")
+  where = f"step {step}" if step is not None else "step unknown"
+  if checkpoint.get("kind") == "best":
+    metric, value = checkpoint.get("best_metric"), checkpoint.get("best_value")
+    chosen = f"{metric} = {value:.6g}" if metric and value is not None else "the dev metric"
+    return f"Checkpoint: {where}, the best by {chosen} (the best checkpoint kept in training)."
+  return f"Checkpoint: {where}, the newest of the run."
+
+
 def metrics_to_markdown(metrics: Mapping, reference: bool = False) -> str:
   """The paper's three tables (scores, heatmaps, misaligned words) as markdown.
 
@@ -213,20 +285,28 @@ def metrics_to_markdown(metrics: Mapping, reference: bool = False) -> str:
     Markdown text: one table per section present, words in percent as published.
   """
   protocol = metrics.get("protocol", protocols.PAPER)
+  score_digits = lambda k: 4 if k == "mse" else 3
   lines = [f"### Evaluation protocol: {protocol}", "", PROTOCOL_NOTES[protocol], ""]
+  if metrics.get("checkpoint"):
+    lines += [checkpoint_line(metrics["checkpoint"]), ""]
   if "scores" in metrics:
     rows = []
     for s in features.SCORE_TYPES:
       ours = metrics["scores"].get(s)
       if ours is None:
         continue
-      rows.append([s, OURS] + [_fmt(ours.get(k), 3) for k, _ in SCORE_COLUMNS])
+      rows.append([s, OURS] + _cells(ours, SCORE_COLUMNS, score_digits))
+      for label, values in _baseline_rows(metrics, "scores", s):
+        label += f" ({values['value']:.3f})" if values.get("value") is not None else ""
+        rows.append([s, label] + _cells(values, SCORE_COLUMNS, score_digits))
       for source, table in _sources("scores", reference):
         if s in table:
-          rows.append([s, source] + [_fmt(table[s].get(k), 3) for k, _ in SCORE_COLUMNS])
+          rows.append([s, source] + _cells(table[s], SCORE_COLUMNS, score_digits))
     n = max((v.get("num_examples", 0) for v in metrics["scores"].values()), default=0)
     lines += [f"### Scores ({n} examples)", ""]
     lines += _table(["score", "source"] + [c for _, c in SCORE_COLUMNS], rows) + [""]
+    if "scores" in metrics.get("baselines", {}):
+      lines += [BASELINE_NOTES["scores"], ""]
   if "heatmaps" in metrics:
     rows = []
     for h in features.HEATMAP_TYPES:
@@ -235,14 +315,16 @@ def metrics_to_markdown(metrics: Mapping, reference: bool = False) -> str:
         continue
       counts = f"{ours.get('num_maps', '?')} maps, {ours.get('num_gt_positive', '?')} GT>0"
       digits = lambda k: 5 if k.startswith("mse") else 3
-      rows.append(
-        [h, f"{OURS} ({counts})"] + [_fmt(ours.get(k), digits(k)) for k, _ in HEATMAP_COLUMNS]
-      )
+      rows.append([h, f"{OURS} ({counts})"] + _cells(ours, HEATMAP_COLUMNS, digits))
+      for label, values in _baseline_rows(metrics, "heatmaps", h):
+        rows.append([h, label] + _cells(values, HEATMAP_COLUMNS, digits))
       for source, table in _sources("heatmaps", reference):
         if h in table:
-          rows.append([h, source] + [_fmt(table[h].get(k), digits(k)) for k, _ in HEATMAP_COLUMNS])
+          rows.append([h, source] + _cells(table[h], HEATMAP_COLUMNS, digits))
     lines += ["### Heatmaps (CC, KLD, SIM, NSS, AUC-Judd on GT>0 maps)", ""]
     lines += _table(["heatmap", "source"] + [c for _, c in HEATMAP_COLUMNS], rows) + [""]
+    if "heatmaps" in metrics.get("baselines", {}):
+      lines += [BASELINE_NOTES["heatmaps"], ""]
   if "words" in metrics:
     ours = metrics["words"]
     pct = lambda v: None if v is None else 100.0 * v
@@ -252,10 +334,14 @@ def metrics_to_markdown(metrics: Mapping, reference: bool = False) -> str:
       n_pos = ours["num_examples"] - ours["num_without_reference_positive"]
       rows.append([f"{OURS}, only the {n_pos} examples with misaligned words"])
       rows[-1] += [_fmt(pct(ours.get(f"{k}_gt_positive")), 1) for k, _ in WORD_COLUMNS]
+    for label, values in _baseline_rows(metrics, "words", None):
+      rows.append([label] + [_fmt(pct(values.get(k)), 1) for k, _ in WORD_COLUMNS])
     for source, table in _sources("words", reference):
       rows.append([source] + [_fmt(table.get(k), 1) for k, _ in WORD_COLUMNS])
     lines += ["### Misaligned words (per-example mean, %)", ""]
     lines += _table(["source"] + [c for _, c in WORD_COLUMNS], rows) + [""]
+    if "words" in metrics.get("baselines", {}):
+      lines += [BASELINE_NOTES["words"], ""]
   if reference:
     lines.append(
       "Published numbers: the PyTorch reproduction's README (github.com/youweiliang/RichHF) and "

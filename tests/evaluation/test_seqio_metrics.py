@@ -16,6 +16,7 @@ def test_score_metric_fn_with_dicts_and_bound_type():
   assert out == {
     "aesthetics/plcc": pytest.approx(stats.pearsonr(p, t)[0]),
     "aesthetics/srcc": pytest.approx(stats.spearmanr(p, t)[0]),
+    "aesthetics/mse": pytest.approx(np.mean((p - t) ** 2)),
   }
   bound = seqio_metrics.score_metric_fn_for("aesthetics")
   assert bound(list(t), list(p)) == out

@@ -53,7 +53,9 @@ def test_model_feature_names_are_accepted_and_sections_optional():
   pred, ref = _example_data()
   by_feature = lambda d: {f"score_{s}": d[s] for s in ("plausibility", "overall")}
   out = tables.compute_all_metrics(by_feature(pred), by_feature(ref))
-  assert set(out) == {"protocol", "scores"} and list(out["scores"]) == ["plausibility", "overall"]
+  assert set(out) == {"protocol", "scores", "baselines"}
+  assert list(out["scores"]) == ["plausibility", "overall"]
+  assert list(out["baselines"]["scores"]) == ["plausibility", "overall"]
   with pytest.raises(ValueError, match="unknown output 'beauty'"):
     tables.compute_all_metrics({"beauty": [1]}, {"beauty": [1]})
   with pytest.raises(ValueError, match="pass the same"):

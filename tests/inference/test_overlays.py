@@ -1,4 +1,4 @@
-"""Overlay PNGs: size, hot pixels differ from the image, cold pixels do not."""
+"""Overlay PNGs: size, hot pixels differ from the image, cold pixels do not, colour scales."""
 
 import numpy as np
 import pytest
@@ -43,7 +43,7 @@ def test_save_overlay_layout_and_pixels(tmp_path):
   pw = round(w * ph / h)
   g = overlays.GAP
   top = overlays.LABEL_HEIGHT + g + g + overlays.LABEL_HEIGHT
-  assert written.shape == (top + ph + g, 5 * pw + 6 * g, 3)
+  assert written.shape == (top + ph + overlays.SCALE_HEIGHT + g, 5 * pw + 6 * g, 3)
   panel = lambda i: written[top : top + ph, g + i * (pw + g) : g + i * (pw + g) + pw]
   base = panel(0)
   hot = panel(1)
@@ -63,10 +63,57 @@ def test_float_images_and_no_ground_truth(tmp_path):
   heat = {"misalignment": np.ones((200, 100), np.float32)}
   canvas = overlays.save_overlay(str(tmp_path / "o.png"), image, heat)
   g = overlays.GAP
-  assert canvas.size == (2 * 100 + 3 * g, overlays.LABEL_HEIGHT + 200 + 2 * g)
+  assert canvas.size == (
+    2 * 100 + 3 * g,
+    overlays.LABEL_HEIGHT + 200 + overlays.SCALE_HEIGHT + 2 * g,
+  )
   np.testing.assert_array_equal(overlays.to_uint8_image(np.zeros((2, 2, 3))), 0)
   np.testing.assert_array_equal(overlays.to_uint8_image(-np.ones((2, 2, 3))), 0)
   np.testing.assert_array_equal(overlays.to_uint8_image(np.ones((2, 2))), 255)
+
+
+def _panels(canvas, n, h, w):
+  """The pixels of the n panels and of the scale strips under them (no title)."""
+  arr = np.asarray(canvas).astype(int)
+  g, top = overlays.GAP, overlays.GAP + overlays.LABEL_HEIGHT
+  xs = [g + i * (w + g) for i in range(n)]
+  panels = [arr[top : top + h, x : x + w] for x in xs]
+  strips = [arr[top + h : top + h + overlays.SCALE_HEIGHT, x : x + w] for x in xs]
+  return panels, strips
+
+
+def test_weak_map_is_visible_on_its_own_scale():
+  h = w = overlays.MIN_PANEL_HEIGHT
+  image = np.full((h, w, 3), 128, np.uint8)
+  weak = np.zeros((h, w), np.float32)
+  weak[: h // 2] = 0.05  # the top half at 0.05, the map's maximum
+  canvas = overlays.compose_overlay(image, {"implausibility": weak})
+  (base, shown), (_, strip) = _panels(canvas, 2, h, w)
+  # On its own scale 0-0.05 the weak half gets the top colour: alpha .65, jet(1) = (.5, 0, 0).
+  diff = np.abs(shown[: h // 2] - base[: h // 2]).mean()
+  assert diff > 40
+  np.testing.assert_array_equal(shown[h // 2 + 2 :], base[h // 2 + 2 :])  # zero heat: unchanged
+  top = np.round(128 * 0.35 + np.array([82.875, 0, 0]))
+  np.testing.assert_array_equal(shown[h // 4, w // 2], top)
+  # On the fixed scale 0-1 the same map barely shows.
+  fixed = overlays.compose_overlay(image, {"implausibility": weak}, normalize=False)
+  (_, faint), _ = _panels(fixed, 2, h, w)
+  assert np.abs(faint[: h // 2] - base[: h // 2]).mean() < 10
+  # The range is written under the panel: dark text pixels at the left of the scale strip,
+  # a colour bar (red at its right end) beside it.
+  assert overlays.scale_label(overlays.scale_max(weak)) == "0-0.050"
+  assert (strip[:, :30] < 100).all(axis=-1).any()
+  right = strip[overlays.SCALE_HEIGHT // 2, w - 2]
+  assert right[0] > 100 and right[1] < 50 and right[2] < 50
+
+
+def test_scale_ends():
+  assert overlays.scale_max(np.zeros((4, 4))) == overlays.MIN_SCALE_MAX
+  assert overlays.scale_max(np.full((4, 4), 0.3)) == pytest.approx(0.3)
+  assert overlays.scale_max(np.full((4, 4), 1.0)) == 1.0
+  assert overlays.scale_label(1.0) == "0-1"
+  with pytest.raises(ValueError, match="vmax"):
+    overlays.blend_heatmap(np.zeros((2, 2, 3), np.uint8), np.zeros((2, 2)), vmax=0.0)
 
 
 def test_bad_shapes_raise():
