@@ -59,7 +59,9 @@ EXTRAS_REQUIRE = {
   ],
   "torch": TORCH,
   # t5x, airio and jestimator are not on PyPI (jestimator's PyPI release is broken on
-  # current jax); they install from GitHub.
+  # current jax); they install from GitHub. Their own requirements pull flax/optax/clu/seqio from
+  # GitHub HEAD, tensorflow-cpu and tfds-nightly, which replace this project's pins: prefer the
+  # README's `pip install --no-deps` route; this extra is for an environment made for t5x.
   "t5x": [
     "t5x @ git+https://github.com/google-research/t5x",
     "airio @ git+https://github.com/google/airio",

@@ -1,6 +1,7 @@
 """RAHF as a t5x `BaseModel`: the network, losses and decoder of rahf_jax, adapted to t5x.
 
-Nothing here computes anything of its own: the loss is `rahf_jax.train.losses.compute_losses`,
+Nothing here computes anything of its own: the loss is the native train step's
+(`rahf_jax.t5x.run_settings.loss_fn` over `rahf_jax.train.losses.compute_losses`),
 decoding is `rahf_jax.models.greedy_decode`, the output structure is
 `rahf_jax.inference.postprocess.output_arrays`, and the batch is what the data layer's
 feature converter (`rahf_jax.data.feature_converter`) emits. This module only translates
@@ -10,9 +11,11 @@ gin (see configs/t5x/models/*.gin):
 
   MODEL = @rahf_models.RAHFModel()
   rahf_models.RAHFModel:
-    size = 'tiny'            # rahf_jax.models.MODEL_SIZES
-    variant = 'multihead'    # or 'augmented'
+    run_config = %RUN_CONFIG          # rahf_jax.t5x.run_settings.run_config: configs/rahf.py
     optimizer_def = %OPTIMIZER
+    num_train_steps = %TRAIN_STEPS
+    dropout_rate = %DROPOUT_RATE
+    model_overrides = %MODEL_OVERRIDES
 """
 
 import functools
@@ -30,23 +33,10 @@ from t5x import models as t5x_models
 from rahf_jax.data import feature_converter
 from rahf_jax.data import vocab as data_vocab
 from rahf_jax.inference import postprocess
-from rahf_jax.models import build_model, get_model_config, greedy_decode
-from rahf_jax.train import losses
+from rahf_jax.models import build_model, greedy_decode
+from rahf_jax.t5x import run_settings
 
 _INT_FEATURES = ("prompt_ids", "decoder_input_ids", "decoder_target_ids", "output_type")
-
-
-def _apply_overrides(config, overrides: Mapping[str, Any] | None):
-  """Sets dotted keys ("t5.num_heads": 8) of a model ConfigDict."""
-  for key, value in (overrides or {}).items():
-    *parents, leaf = key.split(".")
-    node = config
-    for p in parents:
-      node = node[p]
-    if leaf not in node:
-      raise ValueError(f"model override {key!r}: no such field in the model config.")
-    node[leaf] = value
-  return config
 
 
 def split_params_and_axes(variables: Mapping[str, Any]) -> dict[str, Any]:
@@ -68,40 +58,42 @@ def split_params_and_axes(variables: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class RAHFModel(t5x_models.BaseModel):
-  """t5x wrapper of the RAHF network (either variant)."""
+  """t5x wrapper of the RAHF network (either variant), built from a native training config."""
 
   def __init__(
     self,
-    size: str,
-    variant: str,
+    run_config,
     optimizer_def,
-    loss_weights: Mapping[str, float] | None = None,
+    num_train_steps: int | None = None,
+    dropout_rate: float | None = None,
     model_overrides: Mapping[str, Any] | None = None,
-    dtype: str | None = None,
-    vocabulary: str = "t5",
   ):
-    """Builds the network of `get_model_config(size, variant)`.
+    """Builds the network, loss weights and vocabulary of a training config.
 
     Args:
-      size: a rahf_jax.models.MODEL_SIZES name ("tiny", "B16_t5base_384", ...).
-      variant: "multihead" or "augmented".
-      optimizer_def: a t5x optimizer (e.g. optimizers.OptaxWrapper of our AdamW).
-      loss_weights: {"heatmap", "score", "text", or an output type: weight}; default all 1.
-      model_overrides: dotted model-config keys to set, e.g. {"t5.num_heads": 8}.
-      dtype: compute dtype override ("float32" on CPU, "bfloat16" on TPU); None keeps it.
-      vocabulary: name of the tasks' SentencePiece vocabulary ("t5" or "demo"); t5x.infer
-        checks it against the task's.
+      run_config: the native training config (rahf_jax.t5x.run_settings.run_config, i.e.
+        configs/rahf.py's get_config with overrides): model size, variant and overrides, loss
+        weights, vocabulary.
+      optimizer_def: a t5x optimizer (rahf_jax.t5x.optimizer.adamw of the same config).
+      num_train_steps: TRAIN_STEPS, recorded in `self.train_config`; None keeps the config's.
+      dropout_rate: DROPOUT_RATE, the T5 dropout (model field t5.dropout_rate); None keeps the
+        config's.
+      model_overrides: MODEL_OVERRIDES, dotted model-config keys ({"t5.num_heads": 8}) merged
+        into the config's model overrides.
     """
-    config = get_model_config(size, variant)
-    if dtype is not None:
-      config.dtype = dtype
-    self.config = _apply_overrides(config, model_overrides)
-    self.variant = variant
+    self.train_config = run_settings.train_config(
+      run_config,
+      num_train_steps=num_train_steps,
+      dropout_rate=dropout_rate,
+      model_overrides=model_overrides,
+    )
+    self.config = run_settings.model_config(self.train_config)
+    self.variant = self.train_config.model.variant
     self.module = build_model(self.config)
-    self._vocabulary_name = vocabulary
-    self.loss_weights = dict(loss_weights or {"heatmap": 1.0, "score": 1.0, "text": 1.0})
+    self._vocabulary_name = run_settings.vocabulary(self.train_config)
+    self.loss_weights = run_settings.loss_weights(self.train_config)
     self.FEATURE_CONVERTER_CLS = functools.partial(  # pylint: disable=invalid-name
-      feature_converter.CONVERTERS[variant],
+      feature_converter.CONVERTERS[self.variant],
       image_size=self.config.image_size,
       heatmap_size=self.config.heatmap_size,
     )
@@ -129,9 +121,10 @@ class RAHFModel(t5x_models.BaseModel):
     )
 
   def loss_fn(self, params, batch, dropout_rng):
-    """The trainer's loss (rahf_jax.train.losses) and each term as a clu metric."""
-    outputs = self._outputs(params, batch, dropout_rng)
-    loss, terms = losses.compute_losses(outputs, batch, self.variant, self.loss_weights)
+    """The native train step's loss (run_settings.loss_fn) and each term as a clu metric."""
+    loss, terms = run_settings.loss_fn(
+      self.module, params, batch, self.variant, self.loss_weights, dropout_rng
+    )
     metrics = {
       f"rahf/{k}": clu_metrics.Average.from_model_output(jnp.asarray(v, jnp.float32))
       for k, v in terms.items()
@@ -170,7 +163,10 @@ class RAHFModel(t5x_models.BaseModel):
     )
 
   def get_initial_variables(self, rng, input_shapes, input_types=None):
-    """Initial params and their logical axes, from the feature shapes t5x passes."""
+    """Initial params and their logical axes, from the feature shapes t5x passes.
+
+    Random, except the groups the config's `init` names (pretrained ViT / T5 / RAHF).
+    """
     input_types = dict(input_types or {})
 
     def dummy(name):
@@ -184,4 +180,8 @@ class RAHFModel(t5x_models.BaseModel):
       dummy("decoder_input_ids"),
       deterministic=True,
     )
-    return flax.core.freeze(split_params_and_axes(variables))
+    split = split_params_and_axes(variables)
+    # config.init (finetune_from_pretrained.gin): pretrained groups, read by host callbacks when
+    # t5x runs this init (a start from scratch), never when it restores a checkpoint.
+    split["params"] = run_settings.with_pretrained(self.train_config, self.config, split["params"])
+    return flax.core.freeze(split)

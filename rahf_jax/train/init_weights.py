@@ -39,16 +39,16 @@ def _read_t5x(path: str) -> Mapping:
   return checkpoints.load_t5x_checkpoint(path)["target"]
 
 
-def _is_workdir(path: str) -> bool:
+def is_workdir(path: str) -> bool:
   return os.path.isdir(path) and os.path.exists(os.path.join(path, "config.json"))
 
 
-def _host_params(config, model_config, abstract: Any) -> tuple[Any, set[str]]:
+def host_params(config, model_config, abstract: Any) -> tuple[Any, set[str]]:
   """A params tree holding numpy arrays for the loaded groups (abstract leaves elsewhere)."""
   params = dict(abstract)
   loaded: set[str] = set()
   init = config.get("init", {})
-  if init.get("rahf") and not _is_workdir(init.rahf):
+  if init.get("rahf") and not is_workdir(init.rahf):
     sd = state_dicts.read_state_dict(init.rahf)
     entries = reproduction_weights.rahf_entries(sd, model_config)
     params = weights.fill_params(abstract, entries, f"RAHF checkpoint {init.rahf!r}")
@@ -72,11 +72,11 @@ def apply_pretrained(config, model_config, params: Any, abstract: Any) -> Any:
   if not any(init.get(k) for k in ("vit", "t5", "rahf")):
     return params
   loaded: set[str] = set()
-  if init.get("rahf") and _is_workdir(init.rahf):
+  if init.get("rahf") and is_workdir(init.rahf):
     params, step = checkpointing.restore_params(init.rahf, abstract)  # straight onto the shards
     loaded |= set(params)
     logging.info("init.rahf: params of step %d of %s", step, init.rahf)
-  host, from_files = _host_params(config, model_config, abstract)
+  host, from_files = host_params(config, model_config, abstract)
   loaded |= from_files
   flat_host = flax.traverse_util.flatten_dict(host)
   flat = flax.traverse_util.flatten_dict(dict(params))

@@ -6,6 +6,7 @@ devices of tests/conftest.py with the logical rules declared in configs/t5x/mode
 """
 
 import glob
+import importlib.util
 import json
 import os
 import subprocess
@@ -19,38 +20,79 @@ pytest.importorskip(
   "t5x.models", reason="t5x is not installed (pip install -e .[t5x]; see README.md, section t5x)"
 )
 
+import flax  # noqa: E402
 import flax.linen as nn  # noqa: E402
 import gin  # noqa: E402
 import jax  # noqa: E402
 import scipy.special  # noqa: E402
 from flax.linen import partitioning as flax_partitioning  # noqa: E402
 from t5x import partitioning  # noqa: E402
+from t5x import train_state as train_state_lib  # noqa: E402
 from t5x import utils as t5x_utils  # noqa: E402
 
 from rahf_jax import features as F  # noqa: E402
 from rahf_jax.inference import postprocess  # noqa: E402
-from rahf_jax.models import greedy_decode  # noqa: E402
+from rahf_jax.models import build_model_from_config, greedy_decode  # noqa: E402
 from rahf_jax.train import losses  # noqa: E402
+from rahf_jax.train import optimizer as rahf_optimizer  # noqa: E402
+from rahf_jax.train.loop import setup_training  # noqa: E402
+from rahf_jax.train.synthetic_batches import make_synthetic_batch  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MODEL_FILES = sorted(glob.glob(os.path.join(REPO, "configs/t5x/models/*_*.gin")))
 B, LP, LT = 8, 8, 6
 
 
-def _parse(model_file):
+def _parse(model_file, bindings=()):
   """(RAHFModel, extra logical rules) from one of our gin model files."""
   gin.clear_config()
   gin.add_config_file_search_path(REPO)
-  gin.parse_config_files_and_bindings([model_file], ["TRAIN_STEPS = 10"])
+  gin.parse_config_files_and_bindings([model_file], list(bindings))
   model = gin.query_parameter("%MODEL").scoped_configurable_fn()
   rules = gin.query_parameter("partitioning.standard_logical_axis_rules.additional_rules")
   gin.clear_config()
   return model, rules
 
 
+def _resolve(value):
+  """A gin macro's value: a configurable reference is called (as gin does when it binds it)."""
+  return value.scoped_configurable_fn() if hasattr(value, "scoped_configurable_fn") else value
+
+
+def _parse_run(model_file, run_file, bindings=()):
+  """{macro: value} of a model file + run file pair, as t5x.train would parse them."""
+  import t5x.train  # noqa: F401,PLC0415  (registers t5x's run-script configurables)
+
+  gin.clear_config()
+  gin.add_config_file_search_path(REPO)
+  gin.add_config_file_search_path(os.path.dirname(os.path.dirname(t5x_utils.__file__)))
+  sys_main = sys.modules["__main__"]
+  had_train = hasattr(sys_main, "train")
+  if not had_train:
+    sys_main.train = t5x.train.train
+  try:
+    gin.parse_config_files_and_bindings(
+      [model_file, run_file], ['MODEL_DIR = "/tmp/unused"', *bindings]
+    )
+    names = ("TRAIN_STEPS", "BATCH_SIZE", "DROPOUT_RATE", "TASK_FEATURE_LENGTHS", "RANDOM_SEED")
+    values = {n: _resolve(gin.query_parameter(f"%{n}")) for n in names}
+    values["MODEL"] = _resolve(gin.query_parameter("%MODEL"))
+    values["MIXTURE_OR_TASK_MODULE"] = gin.query_parameter("%MIXTURE_OR_TASK_MODULE")
+  finally:
+    gin.clear_config()
+    if not had_train:
+      del sys_main.train
+  return values
+
+
 @pytest.fixture(scope="module", params=F.VARIANTS)
 def tiny(request):
-  return _parse(os.path.join(REPO, f"configs/t5x/models/tiny_{request.param}.gin"))
+  # float32 (the tiny size computes in bfloat16): the checks below compare against references
+  # computed separately, to float32 rounding.
+  return _parse(
+    os.path.join(REPO, f"configs/t5x/models/tiny_{request.param}.gin"),
+    ["MODEL_OVERRIDES = {'dtype': 'float32'}"],
+  )
 
 
 def _batch(model, seed=0):
@@ -122,6 +164,97 @@ def test_initial_variables_carry_every_logical_axis(tiny):
   ]
 
 
+def _native_config(arg, **fields):
+  spec = importlib.util.spec_from_file_location("native_rahf_config", f"{REPO}/configs/rahf.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config(arg)
+  for key, value in fields.items():
+    config[key] = value
+  return config
+
+
+@pytest.mark.parametrize("variant", F.VARIANTS)
+def test_gin_run_resolves_the_native_config(t5x_data_dir, variant, monkeypatch):
+  """tiny_<variant>.gin + runs/finetune.gin: the model, optimizer and t5x macros are
+  configs/rahf.py:tiny,<variant>'s; macros given on the command line reach model and schedule."""
+  monkeypatch.setenv("RAHF_DATA_DIR", t5x_data_dir)
+  model_file = os.path.join(REPO, f"configs/t5x/models/tiny_{variant}.gin")
+  run_file = os.path.join(REPO, "configs/t5x/runs/finetune.gin")
+  native = _native_config(f"tiny,{variant}")
+  values = _parse_run(model_file, run_file)
+  model = values.pop("MODEL")
+  assert model.train_config.to_dict() == native.to_dict()
+  assert model.loss_weights == {"heatmap": 20.0, "score": 5.0, "text": 1.0}
+  assert values == {
+    "TRAIN_STEPS": native.num_train_steps,
+    "BATCH_SIZE": native.batch_size,
+    "DROPOUT_RATE": 0.0,
+    "TASK_FEATURE_LENGTHS": {"inputs": 32, "targets": 32},
+    "RANDOM_SEED": native.seed,
+    "MIXTURE_OR_TASK_MODULE": "rahf_jax.t5x.tasks",
+  }
+  native_model, _ = build_model_from_config(native)
+  assert model.config.to_dict() == native_model.to_dict()
+
+  bindings = [
+    "TRAIN_STEPS = 400",
+    "DROPOUT_RATE = 0.1",
+    "MODEL_OVERRIDES = {'t5.num_heads': 8, 't5.head_dim': 8}",
+    "CONFIG_OVERRIDES = {'loss_weights.heatmap': 10.0}",
+  ]
+  model = _parse_run(model_file, run_file, bindings)["MODEL"]
+  assert model.train_config.num_train_steps == 400
+  assert model.loss_weights["heatmap"] == 10.0
+  assert model.config.t5.dropout_rate == 0.1
+  assert (model.config.t5.num_heads, model.config.t5.head_dim) == (8, 8)
+  assert model.config.dtype == native_model.dtype  # the size's overrides are kept
+  native_400 = rahf_optimizer.make_schedule(_native_config(f"tiny,{variant}", num_train_steps=400))
+  ours = rahf_optimizer.make_schedule(model.train_config)
+  assert [float(ours(s)) for s in (0, 99, 399)] == [float(native_400(s)) for s in (0, 99, 399)]
+
+
+@pytest.mark.parametrize("variant", F.VARIANTS)
+def test_t5x_loss_grads_and_update_equal_the_native_train_step(variant):
+  """Same params and batch: RAHFModel.loss_fn and its t5x optimizer give the native train step's
+  loss, gradient norm and new parameters (float32)."""
+  model, _ = _parse(
+    os.path.join(REPO, f"configs/t5x/models/tiny_{variant}.gin"),
+    [
+      "CONFIG_OVERRIDES = {'batch_size': 8, 'eval_batch_size': 8, 'warmup_steps': 0}",
+      "MODEL_OVERRIDES = {'dtype': 'float32'}",
+    ],
+  )
+  native = _native_config(f"tiny,{variant}", batch_size=8, eval_batch_size=8, warmup_steps=0)
+  native.model.overrides.dtype = "float32"
+  native.data.source = "synthetic"
+  setup = setup_training(native)
+  state = setup.init_fn(jax.random.PRNGKey(0))
+  params = jax.device_get(state.params)
+  batch = make_synthetic_batch(setup.model_config, 8, 32, 32, seed=3)
+  new_state, metrics = setup.train_step(state, {k: jax.numpy.asarray(v) for k, v in batch.items()})
+
+  def loss(p):
+    return model.loss_fn(p, batch, jax.random.PRNGKey(1))
+
+  (value, _), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(params)
+  np.testing.assert_allclose(value, metrics["loss"], rtol=1e-5)
+  grad_norm = float(jax.numpy.sqrt(sum(jax.numpy.sum(g**2) for g in jax.tree.leaves(grads))))
+  np.testing.assert_allclose(grad_norm, metrics["grad_norm"], rtol=1e-4)
+  t5x_state = train_state_lib.FlaxOptimTrainState.create(
+    model.optimizer_def, flax.core.freeze({"params": params})
+  )
+  t5x_state = t5x_state.apply_gradient(flax.core.freeze(grads), learning_rate=None)
+  theirs = jax.device_get(new_state.params)
+  # Compared as in tests/t5x/test_run_settings.py (Adam steps of near-eps gradients).
+  diff = sq = 0.0
+  for a, b, p in zip(jax.tree.leaves(t5x_state.params), jax.tree.leaves(theirs),
+                     jax.tree.leaves(params), strict=True):  # fmt: skip
+    diff += float(np.sum((np.asarray(a, np.float64) - b) ** 2))
+    sq += float(np.sum((np.asarray(b, np.float64) - p) ** 2))
+  assert sq > 0 and np.sqrt(diff / sq) < 1e-3
+
+
 def test_loss_fn_is_the_trainers_loss(tiny):
   model, _ = tiny
   batch = _batch(model, seed=1)
@@ -178,8 +311,14 @@ def test_score_batch_is_the_target_log_likelihood(tiny):
   np.testing.assert_allclose(scores, ref, rtol=1e-4, atol=1e-4)
 
 
-def test_sharded_loss_on_8_devices_equals_unsharded(tiny):
-  model, extra_rules = tiny
+def test_sharded_loss_on_8_devices_equals_unsharded():
+  # On CPU t5x puts all 8 devices on the 'model' axis: 8 heads of 8 (the tiny size has 2 of 32),
+  # and float32 for the float32 bound below.
+  model, extra_rules = _parse(
+    os.path.join(REPO, "configs/t5x/models/tiny_multihead.gin"),
+    ["MODEL_OVERRIDES = {'vit.num_heads': 8, 't5.num_heads': 8, 't5.head_dim': 8, "
+     "'dtype': 'float32'}"],
+  )  # fmt: skip
   assert jax.device_count() == 8
   rules = partitioning.standard_logical_axis_rules(additional_rules=extra_rules)
   partitioner = partitioning.PjitPartitioner(num_partitions=1, logical_axis_rules=rules)
@@ -216,7 +355,10 @@ def test_sharded_loss_on_8_devices_equals_unsharded(tiny):
 @pytest.mark.slow
 def test_t5x_train_resume_and_eval_with_our_gin(t5x_data_dir, tmp_path):
   """t5x.train (2 steps, checkpoints), resumed to 4 steps, then t5x.eval prints our metrics."""
-  env = dict(os.environ, RAHF_DATA_DIR=t5x_data_dir, PYTHONPATH=REPO, JAX_PLATFORMS="cpu")
+  # One CPU device (the tiny model's 2 heads do not split over t5x's 8-device 'model' axis).
+  env = dict(os.environ, RAHF_DATA_DIR=t5x_data_dir, JAX_PLATFORMS="cpu")
+  env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH")) if p)
+  env.pop("XLA_FLAGS", None)
   model_dir = tmp_path / "model"
   common = ["--gin_file=configs/t5x/models/tiny_multihead.gin", "--gin.EVAL_STEPS=1"]
 
@@ -230,6 +372,8 @@ def test_t5x_train_resume_and_eval_with_our_gin(t5x_data_dir, tmp_path):
       f'--gin.MODEL_DIR="{model_dir}"',
       f"--gin.TRAIN_STEPS={steps}",
       "--gin.EVAL_PERIOD=2",
+      "--gin.BATCH_SIZE=4",
+      "--gin.EVAL_BATCH_SIZE=2",
       "--gin.utils.SaveCheckpointConfig.period=2",
     ]
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
@@ -261,3 +405,15 @@ def test_t5x_train_resume_and_eval_with_our_gin(t5x_data_dir, tmp_path):
     metrics = json.loads(f.readline())
   assert 0.0 <= metrics["misalignment/mse_all"] <= 1.0
   assert -1.0 <= metrics["overall/plcc"] <= 1.0
+
+
+def test_finetune_from_pretrained_gin_sets_the_configs_init(t5x_data_dir, monkeypatch):
+  monkeypatch.setenv("RAHF_DATA_DIR", t5x_data_dir)
+  values = _parse_run(
+    os.path.join(REPO, "configs/t5x/models/tiny_augmented.gin"),
+    os.path.join(REPO, "configs/t5x/runs/finetune_from_pretrained.gin"),
+    ['INIT_VIT = "/vit.npz"', 'INIT_RAHF = "/rahf_workdir"', "CONFIG_OVERRIDES = {'seed': 3}"],
+  )
+  init = values["MODEL"].train_config.init
+  assert (init.vit, init.t5, init.rahf) == ("/vit.npz", "", "/rahf_workdir")
+  assert values["MODEL"].train_config.seed == 3 and values["RANDOM_SEED"] == 3

@@ -1,0 +1,226 @@
+"""rahf_jax.t5x.run_settings: the t5x route's settings are the native config's (no t5x needed).
+
+The gin files (configs/t5x/) read the model, loss weights, optimizer, schedule and the t5x macros
+through run_settings; these tests check that what run_settings resolves is configs/rahf.py's
+get_config field by field, that the macros t5x owns (TRAIN_STEPS, DROPOUT_RATE, MODEL_OVERRIDES)
+reach the config without dropping the size's settings, and that the adapter's loss function and
+optimizer give the native train step's loss, gradient norm and updated parameters on the same
+params and batch.
+"""
+
+import glob
+import importlib.util
+import os
+import re
+
+import flax
+import jax
+import numpy as np
+import pytest
+
+from rahf_jax import features as F
+from rahf_jax.models import MODEL_SIZES, build_model, build_model_from_config
+from rahf_jax.t5x import run_settings
+from rahf_jax.train import optimizer as rahf_optimizer
+from rahf_jax.train.loop import setup_training
+from rahf_jax.train.synthetic_batches import make_synthetic_batch
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# configs/rahf.py loaded by path, as the native CLI's --config flag does.
+_SPEC = importlib.util.spec_from_file_location("native_rahf_config", f"{REPO}/configs/rahf.py")
+native_configs = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(native_configs)
+
+
+@pytest.mark.parametrize("size", sorted(MODEL_SIZES))
+@pytest.mark.parametrize("variant", F.VARIANTS)
+def test_run_config_is_the_native_config(size, variant):
+  for flags in ([], ["reproduction"]):
+    native = native_configs.get_config(",".join([size, variant, *flags]))
+    resolved = run_settings.run_config(size, variant, flags)
+    assert resolved.to_dict() == native.to_dict()
+    # With no t5x macro set, the config the adapter trains with is the native one unchanged.
+    config = run_settings.train_config(resolved)
+    assert config.to_dict() == native.to_dict()
+    native_model, _ = build_model_from_config(native)
+    assert run_settings.model_config(config).to_dict() == native_model.to_dict()
+    assert run_settings.loss_weights(config) == native.loss_weights.to_dict()
+    assert run_settings.train_steps(config) == native.num_train_steps
+    assert run_settings.batch_size(config) == native.batch_size
+    assert run_settings.eval_batch_size(config) == native.eval_batch_size
+    assert run_settings.feature_lengths(config) == {
+      "inputs": native.data.prompt_len,
+      "targets": native.data.target_len,
+    }
+    assert run_settings.dropout_rate(config) == native_model.t5.dropout_rate
+    assert run_settings.seed(config) == native.seed
+    assert run_settings.eval_period(config) == native.eval_every
+    assert run_settings.checkpoint_period(config) == native.checkpoint_every
+    assert run_settings.vocabulary(config) == native.data.vocabulary
+  # The tiny config's loss weights are not t5x's 1/1/1.
+  assert run_settings.loss_weights(run_settings.run_config("tiny", variant)) == {
+    "heatmap": 20.0,
+    "score": 5.0,
+    "text": 1.0,
+  }
+
+
+def test_schedule_follows_train_steps_and_overrides():
+  base = run_settings.run_config("tiny", F.MULTI_HEAD, overrides={"learning_rate": 5e-4})
+  assert base.learning_rate == 5e-4
+  config = run_settings.train_config(base, num_train_steps=400)
+  native = native_configs.get_config("tiny,multihead")
+  native.learning_rate = 5e-4
+  native.num_train_steps = 400
+  ours, theirs = rahf_optimizer.make_schedule(config), rahf_optimizer.make_schedule(native)
+  for step in (0, 1, 50, 100, 250, 399, 400):
+    assert float(ours(step)) == float(theirs(step))
+  assert base.num_train_steps == 1500  # train_config copies; RUN_CONFIG is not changed
+  with pytest.raises(ValueError, match="no_such_field"):
+    run_settings.run_config("tiny", F.MULTI_HEAD, overrides={"no_such_field": 1})
+  with pytest.raises(ValueError, match="no field 'nope'"):
+    run_settings.run_config("tiny", F.MULTI_HEAD, overrides={"nope.lr": 1})
+
+
+def test_model_overrides_and_dropout_merge_into_the_sizes_settings():
+  base = run_settings.run_config("L16_t5base_384", F.MULTI_HEAD, ["reproduction"])
+  config = run_settings.train_config(
+    base, dropout_rate=0.25, model_overrides={"t5.num_heads": 16, "vit.num_heads": 8}
+  )
+  model = run_settings.model_config(config)
+  assert model.t5.num_heads == 16 and model.vit.num_heads == 8 and model.t5.dropout_rate == 0.25
+  # The size's and the flag's own overrides are kept.
+  assert model.vit.layer_norm_epsilon == 1e-12
+  assert model.decoder_memory == "prompt"
+  assert model.dtype == base.model.overrides.dtype
+  with pytest.raises(ValueError, match="t5.no_such_field"):
+    run_settings.model_config(
+      run_settings.train_config(base, model_overrides={"t5.no_such_field": 1})
+    )
+  with pytest.raises(ValueError, match="DROPOUT_RATE"):
+    run_settings.train_config(base, dropout_rate=1.5)
+
+
+def _gin_lines(path):
+  with open(path) as f:
+    return [line.split("#")[0] for line in f]
+
+
+def test_gin_files_copy_no_config_values():
+  """The model files bind no number: every value comes from configs/rahf.py via run_settings."""
+  model_files = glob.glob(os.path.join(REPO, "configs/t5x/models/*.gin"))
+  assert len(model_files) == 7
+  for path in model_files:
+    for line in _gin_lines(path):
+      assert not re.search(r"=\s*[-\d.]+(e-?\d+)?\s*$", line), f"{path}: {line.strip()}"
+  for name in ("finetune", "pretrain"):
+    text = "".join(_gin_lines(os.path.join(REPO, f"configs/t5x/runs/{name}.gin")))
+    for macro in ("TRAIN_STEPS", "BATCH_SIZE", "DROPOUT_RATE", "TASK_FEATURE_LENGTHS"):
+      assert re.search(rf"^{macro} = @rahf_settings\.", text, re.M), (name, macro)
+  rahf_gin = "".join(_gin_lines(os.path.join(REPO, "configs/t5x/models/rahf.gin")))
+  for binding in (
+    "rahf_optimizer.adamw:\n  run_config = %RUN_CONFIG",
+    "rahf_models.RAHFModel:\n  run_config = %RUN_CONFIG",
+    "model_overrides = %MODEL_OVERRIDES",
+    "dropout_rate = %DROPOUT_RATE",
+  ):
+    assert binding in rahf_gin
+
+
+@pytest.mark.parametrize("variant", F.VARIANTS)
+def test_adapter_loss_and_update_equal_the_native_train_step(variant):
+  """Same params and batch: run_settings.loss_fn + the t5x route's optax chain give the native
+  train step's loss, gradient norm and new params (float32, so both are exact up to rounding)."""
+  # warmup 0: the first update already has the peak learning rate (not the warmup's 0).
+  overrides = {
+    "model.overrides.dtype": "float32",
+    "batch_size": 8,
+    "eval_batch_size": 8,
+    "warmup_steps": 0,
+  }
+  native = native_configs.get_config(f"tiny,{variant}")
+  for key, value in overrides.items():
+    run_settings.set_dotted(native, key, value, "test")
+  native.data.source = "synthetic"
+  config = run_settings.train_config(run_settings.run_config("tiny", variant, overrides=overrides))
+  config.data.source = "synthetic"
+  assert config.to_dict() == native.to_dict()
+
+  setup = setup_training(native)
+  state = setup.init_fn(jax.random.PRNGKey(0))
+  params = jax.device_get(state.params)
+  model_cfg = run_settings.model_config(config)
+  batch = make_synthetic_batch(model_cfg, 8, config.data.prompt_len, config.data.target_len, 3)
+
+  new_state, metrics = setup.train_step(state, {k: jax.numpy.asarray(v) for k, v in batch.items()})
+  module = build_model(model_cfg)
+  weights = run_settings.loss_weights(config)
+
+  def loss(p):
+    return run_settings.loss_fn(module, p, batch, variant, weights, jax.random.PRNGKey(1))
+
+  (value, terms), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(params)
+  # One jitted graph against another (the native one also applies the update): float32 sums in
+  # another order, a few ulps on losses of O(1).
+  np.testing.assert_allclose(value, metrics["loss"], rtol=1e-5)
+  for k in ("heatmap_loss", "score_loss", "text_loss"):
+    np.testing.assert_allclose(terms[k], metrics[k], rtol=1e-5, atol=1e-7)
+  grad_norm = float(jax.numpy.sqrt(sum(jax.numpy.sum(g**2) for g in jax.tree.leaves(grads))))
+  np.testing.assert_allclose(grad_norm, metrics["grad_norm"], rtol=1e-4)
+
+  tx = rahf_optimizer.make_optimizer(config)
+  updates, _ = tx.update(grads, tx.init(params), params)
+  ours = jax.tree.map(lambda p, u: p + u, params, updates)
+  theirs = jax.device_get(new_state.params)
+  _assert_same_update(params, ours, theirs)
+
+
+def _assert_same_update(params, ours, theirs):
+  """Adam's first step moves each parameter by lr * g / (|g| + eps), about the learning rate.
+  Where |g| is near eps (1e-8) a parameter's step follows g's rounding, so single elements may
+  differ by a fraction of lr; over the whole tree the two updates agree to 1e-3 of their norm,
+  while another learning rate, decay or clipping changes them by O(1) of it."""
+  diff = sq = 0.0
+  for a, b, p in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs), jax.tree.leaves(params),
+                     strict=True):  # fmt: skip
+    diff += float(np.sum((np.asarray(a, np.float64) - b) ** 2))
+    sq += float(np.sum((np.asarray(b, np.float64) - p) ** 2))
+  assert sq > 0
+  assert np.sqrt(diff / sq) < 1e-3
+
+
+def test_pretrained_start_is_read_by_the_init_not_compiled_into_it(tmp_path):
+  """config.init.rahf = a native workdir: t5x's init (jitted) returns its params; tracing the
+  init for shapes reads nothing."""
+  from rahf_jax.train import checkpointing  # noqa: PLC0415
+
+  config = run_settings.run_config("tiny", F.MULTI_HEAD)
+  model_cfg = run_settings.model_config(config)
+  module = build_model(model_cfg)
+  batch = make_synthetic_batch(model_cfg, 1, 8, 8, seed=0)
+
+  def init(seed):
+    variables = module.init(
+      jax.random.PRNGKey(seed), batch["image"], batch["prompt_ids"], batch["decoder_input_ids"]
+    )
+    return jax.tree.map(np.asarray, dict(flax.linen.unbox(variables["params"])))
+
+  saved = init(5)
+  workdir = str(tmp_path / "native")
+  checkpointing.save_params(workdir, saved)
+  checkpointing.save_config(config, workdir)
+
+  started = init(0)
+  missing = run_settings.train_config(config)
+  missing.init.rahf = str(tmp_path / "missing")
+  missing.init.vit = str(tmp_path / "missing.npz")
+  # Shapes only (t5x's eval_shape of the init, or a resumed run): no file is opened.
+  shapes = jax.eval_shape(lambda p: run_settings.with_pretrained(missing, model_cfg, p), started)
+  assert jax.tree.map(lambda s: s.shape, shapes) == jax.tree.map(np.shape, started)
+
+  config.init.rahf = workdir
+  loaded = jax.jit(lambda p: run_settings.with_pretrained(config, model_cfg, p))(started)
+  for a, b in zip(jax.tree.leaves(loaded), jax.tree.leaves(saved), strict=True):
+    np.testing.assert_array_equal(a, b)
+  config.init.rahf = ""
+  assert run_settings.with_pretrained(config, model_cfg, started) is started
