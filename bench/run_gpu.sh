@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The GPU benchmark in ONE device call (about 7 minutes; see bench/README.md for the `run` call).
+# The GPU benchmark in ONE device call (about 7 minutes, then the torch side-by-side in what is
+# left of TOTAL_S, default 530 s; see bench/README.md for the `run` call).
 #
 # Runs on the device image's python3 (jax CUDA, flax, optax, orbax, chex; no TensorFlow), with
 # ml_collections installed from the carried .whl/ folder. Downloads nothing. Writes
@@ -7,6 +8,7 @@
 #
 # Dry run on a CPU machine: ALLOW_CPU=1 PYTHON=.venv/bin/python RUNS=tiny:multihead:2 bash ...
 # Env overrides: RUNS (bench_model.py --runs list), DEADLINE_S (wall seconds for all runs),
+# MODEL=0 / REWARD=0 / TORCH_BASELINE=0 (skip a step), TOTAL_S (the whole call's budget),
 # STEPS, EXTRA (more bench_model.py flags, e.g. EXTRA='--model_overrides {"remat":"full"}').
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -47,7 +49,8 @@ EOF
 # then the other configs. Each run is its own process (clean peak-memory counter; an OOM
 # cannot take the others down); runs that would start with under 45 s left are skipped.
 RUNS="${RUNS:-L16:multihead:16,L16:multihead:32:train+infer,B16:multihead:16:train+infer,L16:augmented:16:train,L16:multihead:8:train}"
-"$PY" bench/bench_model.py --isolate --runs "$RUNS" \
+# MODEL=0 skips this step (e.g. MODEL=0 REWARD=0: the torch side-by-side alone).
+[ "${MODEL:-1}" = 0 ] || "$PY" bench/bench_model.py --isolate --runs "$RUNS" \
   --deadline_s "${DEADLINE_S:-400}" --steps "${STEPS:-20}" --warmup 3 --infer_steps 10 \
   --json "$OUT_DIR/bench_gpu.json" ${EXTRA:-} 2>&1 | tee "$OUT_DIR/bench_gpu.log"
 
@@ -55,3 +58,14 @@ RUNS="${RUNS:-L16:multihead:16,L16:multihead:32:train+infer,B16:multihead:16:tra
 # differentiable reward (+ its pixel gradient), L16 multi-head; needs sentencepiece in the
 # carried .whl/ (`pip download ... sentencepiece==0.2.2` beside ml-collections). REWARD=0 skips.
 [ "${REWARD:-1}" = 0 ] || timeout "${REWARD_TIMEOUT_S:-240}" "$PY" bench/bench_reward.py --size L16 --batch_sizes "${REWARD_BATCHES:-8,16}" --json "$OUT_DIR/bench_reward.json" 2>&1 | tee "$OUT_DIR/bench_reward.log"
+
+# OUR model against the PyTorch reproduction's architecture on the same card
+# (bench/bench_torch_baseline.py, one process per measurement): L16 multi-head heads-only
+# inference at batch 16, then train steps at batch 8, in bf16 (TB_DTYPES=float32,bfloat16 adds
+# fp32); ours alone where the image has no torch/transformers. It gets what is left of TOTAL_S
+# (so the whole call stays inside one `run` timeout); TORCH_BASELINE=0 skips it.
+TB_LEFT=$(( ${TOTAL_S:-530} - SECONDS ))
+if [ "${TORCH_BASELINE:-1}" = 0 ]; then :
+elif [ "$TB_LEFT" -lt 90 ]; then echo "bench_torch_baseline.py skipped: ${TB_LEFT} s left of TOTAL_S" | tee "$OUT_DIR/bench_torch_baseline.log"
+else timeout "$TB_LEFT" "$PY" bench/bench_torch_baseline.py --size L16 --parts infer,train --dtypes "${TB_DTYPES:-bfloat16}" --steps 10 --warmup 3 --deadline_s "$(( TB_LEFT - 20 ))" --json "$OUT_DIR/bench_torch_baseline.json" 2>&1 | tee "$OUT_DIR/bench_torch_baseline.log"
+fi

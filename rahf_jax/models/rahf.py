@@ -33,6 +33,8 @@ class RAHF(nn.Module):
     c = self.config
     dtype, param_dtype = jnp.dtype(c.dtype), jnp.dtype(c.param_dtype)
     kw = dict(dtype=dtype, param_dtype=param_dtype)
+    # Speed options (variants.py); .get keeps configs saved before they existed loadable.
+    attention_impl = c.get("attention_impl", "xla")
     v = c.vit
     self.vit = ViT(
       v.width,
@@ -45,6 +47,7 @@ class RAHF(nn.Module):
       posemb=v.posemb,
       remat_policy=c.remat_policy,
       layer_norm_epsilon=c.vit.get("layer_norm_epsilon", 1e-6),
+      attention_impl=attention_impl,
       **kw,
     )
     self.visual_projection = nn.Dense(
@@ -57,12 +60,16 @@ class RAHF(nn.Module):
       bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)),
     )
     self.token_embedder = t5_stack.make_token_embedder(c.t5, param_dtype, dtype)
-    self.encoder = t5_stack.T5Encoder(c.t5, c.remat_policy, **kw)
-    self.decoder = t5_stack.T5Decoder(c.t5, self.token_embedder, c.remat_policy, **kw)
+    self.encoder = t5_stack.T5Encoder(c.t5, c.remat_policy, attention_impl, **kw)
+    self.decoder = t5_stack.T5Decoder(
+      c.t5, self.token_embedder, c.remat_policy, attention_impl, **kw
+    )
     hm = dict(
       pre_convs=tuple(c.heatmap_head.pre_convs),
       up_channels=tuple(c.heatmap_head.up_channels),
       final_convs=tuple(c.heatmap_head.final_convs),
+      upsample_impl=c.get("upsample_impl", "transpose"),
+      remat=c.get("heatmap_head_remat", "none"),
       **kw,
     )
     sc = dict(

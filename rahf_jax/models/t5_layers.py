@@ -7,10 +7,12 @@ so a T5X checkpoint maps onto them with reshapes only (see weights.py). Attentio
 3-D (`[embed, heads, kv]`, `out: [heads, kv, embed]`); T5X stores them 2-D (`[embed, heads*kv]`).
 
 Every parameter carries logical axis names (t5x's: embed, mlp, heads, kv, vocab, plus
-`relpos_buckets`). Attention runs through `jax.nn.dot_product_attention` so that GPUs can pick a
-fused kernel.
+`relpos_buckets`). Attention runs through `dot_product_attention`: XLA's by default, cuDNN's fused
+flash attention on GPUs with `attention_impl="cudnn"`.
 """
 
+import functools
+import logging
 import math
 from collections.abc import Callable
 
@@ -136,15 +138,20 @@ class Projection(nn.Module):
     return y
 
 
-def dot_product_attention(query, key, value, bias=None, mask=None, scale=None):
-  """softmax(q k^T * scale + bias, masked) v over [B, L, heads, head_dim] inputs.
+ATTENTION_IMPLS = ("xla", "cudnn")
 
-  `jax.nn.dot_product_attention` (which GPUs can route to a fused kernel) always takes its
-  softmax in float32; for a float64 model the same formula runs here in float64, so that a
-  float64 run is exact to float64 rounding (the equivalence tests rely on that).
+
+def _xla_attention(query, key, value, bias=None, mask=None, scale=None):
+  """softmax(q k^T * scale + bias, masked) v through XLA (any backend).
+
+  `jax.nn.dot_product_attention` always takes its softmax in float32; for a float64 model the
+  same formula runs here in float64, so that a float64 run is exact to float64 rounding (the
+  equivalence tests rely on that).
   """
   if jnp.dtype(query.dtype).itemsize <= 4:
-    return jax.nn.dot_product_attention(query, key, value, bias=bias, mask=mask, scale=scale)
+    return jax.nn.dot_product_attention(
+      query, key, value, bias=bias, mask=mask, scale=scale, implementation="xla"
+    )
   scale = query.shape[-1] ** -0.5 if scale is None else scale
   logits = jnp.einsum("bqhd,bkhd->bhqk", query, key) * scale
   if bias is not None:
@@ -152,6 +159,89 @@ def dot_product_attention(query, key, value, bias=None, mask=None, scale=None):
   if mask is not None:
     logits = jnp.where(mask, logits, jnp.finfo(logits.dtype).min)
   return jnp.einsum("bhqk,bkhd->bqhd", jax.nn.softmax(logits, axis=-1), value)
+
+
+# The fused kernel behind attention_impl="cudnn" (a module attribute so that tests can swap in
+# the XLA path and check the padding below on a CPU).
+_cudnn_kernel = functools.partial(jax.nn.dot_product_attention, implementation="cudnn")
+
+
+def _pad_axis(x, axis, fill, broadcast=False):
+  """`x` with one `fill` entry appended along `axis`; with `broadcast`, a size-1 axis (one that
+  broadcasts against the padded length) is left alone."""
+  if x is None or (broadcast and x.shape[axis] == 1):
+    return x
+  widths = [(0, 0)] * x.ndim
+  widths[axis] = (0, 1)
+  return jnp.pad(x, widths, constant_values=fill)
+
+
+def pad_to_even_lengths(query, key, value, bias, mask):
+  """Query and key lengths padded to even numbers, for cuDNN's biased training kernel.
+
+  cuDNN's flash attention with a bias trains only on even lengths (the T5 encoder runs on
+  577 image + 64 prompt = 641 tokens). An appended key is masked out and an appended query row
+  is dropped by the caller, so the result on the real rows is unchanged. Returns
+  (query, key, value, bias, mask, query_length).
+  """
+  q_len, k_len = query.shape[1], key.shape[1]
+  if k_len % 2:
+    key, value = _pad_axis(key, 1, 0), _pad_axis(value, 1, 0)
+    bias = _pad_axis(bias, 3, 0, broadcast=True)
+    if mask is None:
+      mask = jnp.ones((1, 1, 1, k_len), bool)
+    mask = jnp.pad(
+      jnp.broadcast_to(mask, mask.shape[:3] + (k_len,)),
+      ((0, 0), (0, 0), (0, 0), (0, 1)),
+      constant_values=False,
+    )
+  if q_len % 2:
+    query = _pad_axis(query, 1, 0)
+    bias = _pad_axis(bias, 2, 0, broadcast=True)
+    mask = _pad_axis(mask, 2, True, broadcast=True)
+  return query, key, value, bias, mask, q_len
+
+
+def _cudnn_attention(query, key, value, bias=None, mask=None, scale=None):
+  if bias is not None or mask is not None:
+    query, key, value, bias, mask, q_len = pad_to_even_lengths(query, key, value, bias, mask)
+  else:
+    q_len = query.shape[1]
+  out = _cudnn_kernel(query, key, value, bias=bias, mask=mask, scale=scale)
+  return out[:, :q_len]
+
+
+def cudnn_unavailable_reason(dtype) -> str | None:
+  """Why attention_impl="cudnn" cannot run here (None when it can): backend or dtype."""
+  if jax.default_backend() != "gpu":
+    return f"the backend is {jax.default_backend()!r}, not 'gpu'"
+  if jnp.dtype(dtype) not in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16)):
+    return f"cuDNN flash attention needs bfloat16/float16 inputs, got {jnp.dtype(dtype).name}"
+  return None
+
+
+@functools.cache
+def _warn_fallback(reason: str) -> None:
+  logging.warning('attention_impl="cudnn" falls back to "xla": %s.', reason)
+
+
+def dot_product_attention(query, key, value, bias=None, mask=None, scale=None, impl="xla"):
+  """softmax(q k^T * scale + bias, masked) v over [B, L, heads, head_dim] inputs.
+
+  `impl="xla"` is XLA's attention (`jax.nn.dot_product_attention`, float64 as an explicit
+  einsum). `impl="cudnn"` is cuDNN's fused flash attention (the T5 relative-position bias and
+  the masks passed to it as its bias); where it cannot run (a CPU/TPU backend, or compute in
+  float32/float64) it falls back to "xla" and logs a warning once per reason, so a GPU config
+  still runs in CPU tests.
+  """
+  if impl not in ATTENTION_IMPLS:
+    raise ValueError(f"attention_impl {impl!r} unknown; use one of {ATTENTION_IMPLS}.")
+  if impl == "cudnn":
+    reason = cudnn_unavailable_reason(query.dtype)
+    if reason is None:
+      return _cudnn_attention(query, key, value, bias=bias, mask=mask, scale=scale)
+    _warn_fallback(reason)
+  return _xla_attention(query, key, value, bias=bias, mask=mask, scale=scale)
 
 
 class MultiHeadAttention(nn.Module):
@@ -167,6 +257,7 @@ class MultiHeadAttention(nn.Module):
   use_bias: bool = False
   scale: float | None = 1.0  # None -> 1/sqrt(head_dim) (ViT); T5 folds it into the init.
   dropout_rate: float = 0.0
+  attention_impl: str = "xla"  # "xla" | "cudnn" (see dot_product_attention)
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -214,6 +305,7 @@ class MultiHeadAttention(nn.Module):
       bias=None if bias is None else bias.astype(self.dtype),
       mask=mask,
       scale=self.scale,
+      impl=self.attention_impl,
     )
     x = nn.Dropout(self.dropout_rate)(x, deterministic=deterministic)
     out_std = (self.num_heads * self.head_dim) ** -0.5
@@ -273,6 +365,7 @@ class EncoderLayer(nn.Module):
   """Pre-norm T5 encoder block: self-attention then MLP, each with a residual."""
 
   cfg: object  # the `t5` sub-config (see variants.py)
+  attention_impl: str = "xla"
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -282,7 +375,12 @@ class EncoderLayer(nn.Module):
     drop = nn.Dropout(c.dropout_rate)
     h = RMSNorm(name="pre_attention_layer_norm", **kw)(x)
     h = MultiHeadAttention(
-      c.num_heads, c.head_dim, dropout_rate=c.dropout_rate, name="attention", **kw
+      c.num_heads,
+      c.head_dim,
+      dropout_rate=c.dropout_rate,
+      attention_impl=self.attention_impl,
+      name="attention",
+      **kw,
     )(h, h, bias, mask, deterministic)
     x = x + drop(h, deterministic=deterministic)
     h = RMSNorm(name="pre_mlp_layer_norm", **kw)(x)
@@ -294,6 +392,7 @@ class DecoderLayer(nn.Module):
   """Pre-norm T5 decoder block: causal self-attention (cached when decoding), cross-attn, MLP."""
 
   cfg: object
+  attention_impl: str = "xla"
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -304,7 +403,12 @@ class DecoderLayer(nn.Module):
     c, kw = self.cfg, dict(dtype=self.dtype, param_dtype=self.param_dtype)
     drop = nn.Dropout(c.dropout_rate)
     attn = lambda name: MultiHeadAttention(
-      c.num_heads, c.head_dim, dropout_rate=c.dropout_rate, name=name, **kw
+      c.num_heads,
+      c.head_dim,
+      dropout_rate=c.dropout_rate,
+      attention_impl=self.attention_impl,
+      name=name,
+      **kw,
     )
     h = RMSNorm(name="pre_self_attention_layer_norm", **kw)(x)
     h = attn("self_attention")(h, h, self_bias, self_mask, deterministic, decode)
@@ -324,12 +428,11 @@ REMAT_POLICIES: dict[str, Callable | None] = {
 }
 
 
-def maybe_remat(block_cls, policy: str, static_argnums):
-  """`block_cls` wrapped in `nn.remat` under a named policy ('none' returns it unchanged)."""
+def maybe_remat(block_cls, policy: str, static_argnums, field: str = "remat_policy"):
+  """`block_cls` wrapped in `nn.remat` under a named policy ('none' returns it unchanged);
+  `field` names the config field in the error for an unknown policy."""
   if policy in ("none", "", None):
     return block_cls
   if policy not in REMAT_POLICIES:
-    raise ValueError(
-      f"remat_policy {policy!r} unknown; use 'none' or one of {list(REMAT_POLICIES)}."
-    )
+    raise ValueError(f"{field} {policy!r} unknown; use 'none' or one of {list(REMAT_POLICIES)}.")
   return nn.remat(block_cls, policy=REMAT_POLICIES[policy], static_argnums=static_argnums)

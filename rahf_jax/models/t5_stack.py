@@ -30,6 +30,7 @@ class T5Encoder(nn.Module):
 
   cfg: object  # the `t5` sub-config
   remat_policy: str = "none"
+  attention_impl: str = "xla"  # t5_layers.dot_product_attention's impl
   dtype: jnp.dtype = jnp.float32
   param_dtype: jnp.dtype = jnp.float32
 
@@ -50,7 +51,9 @@ class T5Encoder(nn.Module):
     x = nn.Dropout(c.dropout_rate)(x.astype(self.dtype), deterministic=deterministic)
     layer_cls = t5_layers.maybe_remat(t5_layers.EncoderLayer, self.remat_policy, (4,))
     for i in range(c.num_encoder_layers):
-      x = layer_cls(c, name=f"layers_{i}", **kw)(x, bias, attn_mask, deterministic)
+      x = layer_cls(c, self.attention_impl, name=f"layers_{i}", **kw)(
+        x, bias, attn_mask, deterministic
+      )
     x = t5_layers.RMSNorm(name="encoder_norm", **kw)(x)
     return nn.Dropout(c.dropout_rate)(x, deterministic=deterministic)
 
@@ -65,6 +68,7 @@ class T5Decoder(nn.Module):
   cfg: object
   embedder: nn.Module
   remat_policy: str = "none"
+  attention_impl: str = "xla"  # t5_layers.dot_product_attention's impl
   dtype: jnp.dtype = jnp.float32
   param_dtype: jnp.dtype = jnp.float32
 
@@ -99,7 +103,7 @@ class T5Decoder(nn.Module):
     x = nn.Dropout(c.dropout_rate)(x, deterministic=deterministic)
     layer_cls = t5_layers.maybe_remat(t5_layers.DecoderLayer, self.remat_policy, (6, 7))
     for i in range(c.num_decoder_layers):
-      x = layer_cls(c, name=f"layers_{i}", **kw)(
+      x = layer_cls(c, self.attention_impl, name=f"layers_{i}", **kw)(
         x, encoded, bias, self_mask, cross_mask, deterministic, decode
       )
     x = t5_layers.RMSNorm(name="decoder_norm", **kw)(x)

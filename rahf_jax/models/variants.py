@@ -96,4 +96,15 @@ def get_model_config(size: str, variant: str = features.MULTI_HEAD) -> ml_collec
   c.dtype = "bfloat16"  # compute dtype (activations, matmuls); heads are returned in float32
   c.param_dtype = "float32"  # parameter (and optimizer state) dtype
   c.remat_policy = "none"  # per-block rematerialisation: none | full | dots | dots_no_batch
+  # Speed options: none changes a parameter's name or shape, so checkpoints load under any of them.
+  # Attention kernel of every ViT/T5 attention: "xla" (XLA's) | "cudnn" (cuDNN flash attention on
+  # GPUs, the T5 relative-position bias and masks as its bias, odd lengths padded to even; falls
+  # back to "xla" with a logged warning off GPUs or when compute is not bfloat16/float16).
+  c.attention_impl = "xla"
+  # Rematerialisation of each heatmap-head upsampling block (and of the final convs): none | full |
+  # dots | dots_no_batch; composes with remat_policy, which covers only the ViT/T5 blocks.
+  c.heatmap_head_remat = "none"
+  # Heatmap-head upsampling: "transpose" (stride-2 transposed conv) | "subpixel" (the same deconv
+  # kernel, rearranged, as a stride-1 2x2 conv to 4x channels + depth-to-space; same function).
+  c.upsample_impl = "transpose"
   return c

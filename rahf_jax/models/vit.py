@@ -89,6 +89,7 @@ class EncoderBlock(nn.Module):
   num_heads: int
   mlp_dim: int
   layer_norm_epsilon: float = 1e-6
+  attention_impl: str = "xla"  # t5_layers.dot_product_attention's impl
   dtype: jnp.dtype = jnp.float32
   param_dtype: jnp.dtype = jnp.float32
 
@@ -103,6 +104,7 @@ class EncoderBlock(nn.Module):
       head_dim,
       use_bias=True,
       scale=None,
+      attention_impl=self.attention_impl,
       name="MultiHeadDotProductAttention_0",
       **kw,
     )(h, h)
@@ -120,6 +122,7 @@ class Transformer(nn.Module):
   mlp_dim: int
   remat_policy: str = "none"
   layer_norm_epsilon: float = 1e-6
+  attention_impl: str = "xla"
   dtype: jnp.dtype = jnp.float32
   param_dtype: jnp.dtype = jnp.float32
 
@@ -130,7 +133,9 @@ class Transformer(nn.Module):
     x = PosEmbed(name="posembed_input", param_dtype=self.param_dtype)(x)
     block_cls = t5_layers.maybe_remat(EncoderBlock, self.remat_policy, ())
     for i in range(self.depth):
-      x = block_cls(self.num_heads, self.mlp_dim, eps, name=f"encoderblock_{i}", **kw)(x)
+      x = block_cls(
+        self.num_heads, self.mlp_dim, eps, self.attention_impl, name=f"encoderblock_{i}", **kw
+      )(x)
     return _layer_norm("encoder_norm", eps, **kw)(x)
 
 
@@ -163,6 +168,7 @@ class ViT(nn.Module):
   posemb: str = "learn"
   remat_policy: str = "none"
   layer_norm_epsilon: float = 1e-6  # big_vision/Augreg: 1e-6; Hugging Face's ViT: 1e-12
+  attention_impl: str = "xla"  # t5_layers.dot_product_attention's impl
   dtype: jnp.dtype = jnp.float32
   param_dtype: jnp.dtype = jnp.float32
 
@@ -215,6 +221,7 @@ class ViT(nn.Module):
       self.mlp_dim,
       self.remat_policy,
       self.layer_norm_epsilon,
+      self.attention_impl,
       dtype=self.dtype,
       param_dtype=self.param_dtype,
       name="Transformer",
