@@ -2,7 +2,7 @@ r"""Input-pipeline throughput: TFDS richhf18k -> SeqIO task -> feature converter
 
 Measures, on this host's CPUs, how many examples per second the trainer's own pipeline
 (rahf_jax.data.pipeline.make_dataset, shuffled, repeating) delivers as numpy batches, per
-variant, so that it can be compared with what the accelerator consumes (the issue's target:
+variant, so that it can be compared with what the accelerator consumes (the target:
 >= 70 training examples/s for L16 multi-head on one GPU).
 
 By default it first writes a synthetic RichHF-format set (data_prep's generator, JPEG images

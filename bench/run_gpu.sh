@@ -45,7 +45,7 @@ if not os.environ.get("ALLOW_CPU"):  # ALLOW_CPU=1: a dry run of this script on 
   assert jax.devices()[0].platform == "gpu", "run_gpu.sh: jax sees no GPU"
 EOF
 
-# Priority order: the target row first (L16 multi-head), then memory at batch 32,
+# Priority order: the target row first (L16 multi-head), then memory at batch 32,
 # then the other configs. Each run is its own process (clean peak-memory counter; an OOM
 # cannot take the others down); runs that would start with under 45 s left are skipped.
 RUNS="${RUNS:-L16:multihead:16,L16:multihead:32:train+infer,B16:multihead:16:train+infer,L16:augmented:16:train,L16:multihead:8:train}"

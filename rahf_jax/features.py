@@ -27,7 +27,7 @@ HEATMAP_TYPES = ("implausibility", "misalignment")
 SCORE_TYPES = ("plausibility", "alignment", "aesthetics", "overall")
 WORDS_TYPE = "misaligned_words"
 
-# RichHF-18K's TFRecord keys for each output type (see ../shared/RAHF_REFERENCE.md s2).
+# RichHF-18K's TFRecord keys for each output type (the official release's eight keys).
 HEATMAP_SOURCE_KEYS = {
   "implausibility": "artifact_map",
   "misalignment": "misalignment_map",

@@ -42,7 +42,7 @@ from rahf_jax.inference.overlays import save_overlay
 from rahf_jax.inference.predictor import Predictor
 from rahf_jax.train import checkpointing, input_batches
 
-# Examples in the official RichHF-18K test split (../shared/RAHF_REFERENCE.md s2).
+# Examples in the official RichHF-18K test split (test.tfrecord of the official release).
 OFFICIAL_TEST_SIZE = 955
 
 

@@ -110,15 +110,7 @@ class RAHFModel(t5x_models.BaseModel):
     return self.input_vocabulary
 
   def _outputs(self, params, batch, dropout_rng=None):
-    rngs = None if dropout_rng is None else {"dropout": dropout_rng}
-    return self.module.apply(
-      {"params": params},
-      batch["image"],
-      batch["prompt_ids"],
-      batch["decoder_input_ids"],
-      deterministic=dropout_rng is None,
-      rngs=rngs,
-    )
+    return run_settings.model_outputs(self.module, params, batch, dropout_rng)
 
   def loss_fn(self, params, batch, dropout_rng):
     """The native train step's loss (run_settings.loss_fn) and each term as a clu metric."""

@@ -236,8 +236,14 @@ def loss_fn(module, params, batch: Mapping[str, Any], variant: str, weights, dro
   Training mode (dropout on) when `dropout_rng` is given, as the native train step; without it
   deterministic, as the native eval step.
   """
+  outputs = model_outputs(module, params, batch, dropout_rng)
+  return losses.compute_losses(outputs, batch, variant, dict(weights))
+
+
+def model_outputs(module, params, batch: Mapping[str, Any], dropout_rng=None):
+  """The network's outputs on a batch of model features (dropout on iff `dropout_rng`)."""
   rngs = None if dropout_rng is None else {"dropout": dropout_rng}
-  outputs = module.apply(
+  return module.apply(
     {"params": params},
     batch["image"],
     batch["prompt_ids"],
@@ -245,7 +251,6 @@ def loss_fn(module, params, batch: Mapping[str, Any], variant: str, weights, dro
     deterministic=dropout_rng is None,
     rngs=rngs,
   )
-  return losses.compute_losses(outputs, batch, variant, dict(weights))
 
 
 # Pretrained starts (config.init.{vit, t5, rahf}, rahf_jax/train/init_weights.py) for t5x.
