@@ -28,11 +28,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from rahf_jax.models import build_model_from_config, reproduction_weights, state_dicts, weights
+from rahf_jax.inference.predictor import InferenceSetup
+from rahf_jax.models import reproduction_weights, state_dicts, weights
 from rahf_jax.train import checkpointing
 from rahf_jax.train.default_train_config import train_config_defaults
-from rahf_jax.train.state import input_shapes
-from rahf_jax.train.synthetic_batches import make_synthetic_batch
 
 # Prompts of Pick-a-Pic fit in 128 T5 tokens but for a handful (the reproduction truncates at
 # 512); its generation stops after 100 new tokens.
@@ -90,20 +89,14 @@ def convert_reproduction(
   sd = state_dicts.read_state_dict(checkpoint)
   t_read = time.perf_counter() - t0
   config = reproduction_config(sd, vit_num_heads)
-  model_config, model = build_model_from_config(config)
-  shapes = input_shapes(make_synthetic_batch(model_config, 1, 8, 8, seed=0))
-  abstract = jax.eval_shape(
-    lambda: model.init(
-      jax.random.PRNGKey(0), *(np.zeros(s.shape, s.dtype) for s in shapes.values())
-    )
-  )["params"]
-  import flax.linen as nn  # noqa: PLC0415
-
+  # The abstract params every restore targets (the same function the Predictor uses).
+  setup = InferenceSetup.from_config(config)
+  model_config = setup.model_config
   entries = reproduction_weights.rahf_entries(sd, model_config)
   # Each leaf becomes a (host) jax array as soon as it is mapped, and its numpy copy is freed:
   # the state dict (memory-mapped) plus one copy of the params is the peak.
   params = weights.fill_params(
-    nn.unbox(abstract), entries, f"RAHF checkpoint {checkpoint!r}", place=_to_jax
+    setup.abstract_params, entries, f"RAHF checkpoint {checkpoint!r}", place=_to_jax
   )
   n_source = len(sd)
   del sd, entries  # unmaps the state dict before orbax stages its own copy for writing

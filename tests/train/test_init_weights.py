@@ -52,9 +52,7 @@ def _flat(tree):
 
 def test_init_rahf_starts_from_the_converted_params_and_its_loss(converted, tmp_path):
   workdir = converted / "converted"
-  params, _ = checkpointing.restore_params(
-    str(workdir), jax.tree.map(lambda x: x, _abstract(converted))
-  )
+  params, _ = checkpointing.restore_params(str(workdir), _abstract(converted))
   for source in (str(workdir), str(converted / "rahf_model.pt")):  # a workdir, or the .pt itself
     c = _config(workdir, rahf=source)
     out = train_and_evaluate(c, str(tmp_path / os.path.basename(source)), stop_at_step=1)
