@@ -7,6 +7,8 @@
   rahf_jax.t5x.tasks         registers the RichHF-18K SeqIO task of every model size and variant
                              with the paper's metrics attached (MIXTURE_OR_TASK_MODULE)
   rahf_jax.t5x.optimizer     the native AdamW chain and schedule as a t5x optimizer
+  rahf_jax.t5x.infer_output  t5x.infer's write_fn/merge_fn (runs/infer.gin): one compact JSON
+                             line per image, heatmaps as .npy/.png files beside it (no t5x)
 
 Importing this package imports nothing; the submodules import t5x (models, optimizer) or
 SeqIO (tasks) themselves.
