@@ -2,7 +2,7 @@
 
   rahf-jax train   --config configs/rahf.py:tiny,multihead --workdir DIR [--config.<field>=<value>]
   rahf-jax eval    --workdir DIR --split test [--data_dir D] [--out DIR] [--best]
-                   [--protocol paper|reproduction]
+                   [--protocol paper|reproduction] [--decoding constrained|free]
   rahf-jax predict --workdir DIR --image PATH --prompt TEXT [--out DIR]
   rahf-jax score   --workdir DIR (--manifest F.jsonl | --images DIR --prompt TEXT) --out F.jsonl
                    [--rank] [--masks DIR] [--gallery F.html] [--words] [--batch_size N]
@@ -46,6 +46,13 @@ _PROTOCOL = flags.DEFINE_enum(
   ["paper", "reproduction"],
   "eval: the paper's metric definitions, or the PyTorch reproduction's evaluation choices",
 )
+_DECODING = flags.DEFINE_enum(
+  "decoding",
+  "constrained",
+  ["constrained", "free"],
+  "eval: misaligned words by copying the prompt and choosing the marks (constrained), or by "
+  "greedy decoding over the whole vocabulary (free)",
+)
 _CHECKPOINT = flags.DEFINE_string(
   "checkpoint", None, "convert: the PyTorch RAHF reproduction's state dict (rahf_model.pt)"
 )
@@ -83,7 +90,7 @@ def _eval() -> None:
   workdir = _required(_WORKDIR, "eval")
   out = _OUT.value or os.path.join(workdir, f"eval_{_SPLIT.value}")
   evaluate_workdir(workdir, _SPLIT.value, _DATA_DIR.value, out, _BEST.value, _MAX_BATCHES.value,
-                   protocol=_PROTOCOL.value)  # fmt: skip
+                   protocol=_PROTOCOL.value, decoding=_DECODING.value)  # fmt: skip
   with open(os.path.join(out, "metrics.md"), encoding="utf-8") as f:
     print(f.read())
   print(f"wrote {out}/metrics.json, metrics.md, words.tsv, overlays/")

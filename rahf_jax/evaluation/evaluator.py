@@ -138,7 +138,10 @@ def _collect_reproduction(c: _Collector, predictor: Predictor, batch, rows: list
   texts = {}
   if decode_rows:
     ids = predictor.decode(
-      image[decode_rows], prompt_ids[decode_rows], protocols.REPRODUCTION_MAX_NEW_TOKENS
+      image[decode_rows],
+      prompt_ids[decode_rows],
+      protocols.REPRODUCTION_MAX_NEW_TOKENS,
+      [rows[i]["prompt"] for i in decode_rows],
     )
     texts = dict(zip(decode_rows, postprocess.decode_texts(ids, predictor.tokenizer), strict=True))
   for i, row in enumerate(rows):
@@ -272,6 +275,7 @@ def evaluate_workdir(
   max_batches: int = -1,
   reference: bool | None = None,
   protocol: str = protocols.PAPER,
+  decoding: str = "constrained",
 ) -> dict:
   """Restores a run's checkpoint, evaluates it on `split` and writes the report.
 
@@ -280,13 +284,16 @@ def evaluate_workdir(
       official test split (named "test" with its 955 examples).
     protocol: "paper" or "reproduction" (see `evaluate`); recorded in metrics.json and in the
       heading of metrics.md.
+    decoding: how the misaligned words are decoded, "constrained" or "free" (Predictor);
+      recorded in metrics.json.
 
   Returns:
     The metrics (as in metrics.json), with "checkpoint" (`checkpoint_info`).
   """
-  predictor = Predictor.from_workdir(workdir, best=best)
+  predictor = Predictor.from_workdir(workdir, best=best, decoding=decoding)
   metrics, collected = evaluate(predictor, split, data_dir, max_batches, protocol)
   metrics["checkpoint"] = checkpoint_info(workdir, best)
+  metrics["decoding"] = decoding
   if reference is None:
     n = len(collected.ref[F.SCORE_TYPES[0]])
     reference = split == "test" and n == OFFICIAL_TEST_SIZE

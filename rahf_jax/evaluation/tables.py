@@ -338,7 +338,8 @@ def metrics_to_markdown(metrics: Mapping, reference: bool = False) -> str:
       rows.append([label] + [_fmt(pct(values.get(k)), 1) for k, _ in WORD_COLUMNS])
     for source, table in _sources("words", reference):
       rows.append([source] + [_fmt(table.get(k), 1) for k, _ in WORD_COLUMNS])
-    lines += ["### Misaligned words (per-example mean, %)", ""]
+    decoding = f", {metrics['decoding']} decoding" if metrics.get("decoding") else ""
+    lines += [f"### Misaligned words (per-example mean, %{decoding})", ""]
     lines += _table(["source"] + [c for _, c in WORD_COLUMNS], rows) + [""]
     if "words" in metrics.get("baselines", {}):
       lines += [BASELINE_NOTES["words"], ""]

@@ -6,7 +6,12 @@
                "misaligned_prompt_words": [...]}  # the marked words that are prompt words
 
 `predict_batch` takes model features (as the data pipeline yields them) and returns flat arrays
-(rahf_jax.inference.postprocess.output_arrays) plus the greedy-decoded ids, for evaluation.
+(rahf_jax.inference.postprocess.output_arrays) plus the decoded ids, for evaluation.
+
+Decoding (`decoding=`): "constrained" (the default) copies the prompt's words and lets the decoder
+choose only where the `_0` marks go (rahf_jax.models.constrained_decode), so the output is always
+the prompt, marked; "free" is plain greedy decoding over the whole vocabulary, which can write
+words that are not in the prompt.
 """
 
 import dataclasses
@@ -21,9 +26,9 @@ import numpy as np
 from PIL import Image
 
 from rahf_jax import features as F
-from rahf_jax.inference import postprocess
+from rahf_jax.inference import postprocess, prompt_copy
 from rahf_jax.inference.tokenizer import load_tokenizer
-from rahf_jax.models import build_model_from_config, greedy_decode
+from rahf_jax.models import build_model_from_config, constrained_decode, greedy_decode
 from rahf_jax.train import checkpointing, steps
 from rahf_jax.train.partitioning import make_mesh_and_rules
 from rahf_jax.train.state import abstract_params
@@ -82,10 +87,16 @@ def preprocess_image(image: np.ndarray | Image.Image, image_size: int) -> np.nda
   return np.asarray(pil, np.float32) / 127.5 - 1.0
 
 
+DECODINGS = ("constrained", "free")
+
+
 class Predictor:
   """Runs a restored RAHF model on batches (jitted, sharded over the config's mesh)."""
 
-  def __init__(self, setup, params, tokenizer):
+  def __init__(self, setup, params, tokenizer, decoding: str = "constrained"):
+    if decoding not in DECODINGS:
+      raise ValueError(f"decoding {decoding!r} unknown; use one of {DECODINGS}.")
+    self.decoding = decoding
     self.setup = setup
     self.params = params
     self.tokenizer = tokenizer
@@ -99,13 +110,20 @@ class Predictor:
     def decode(params, image, prompt_ids, max_length):
       return greedy_decode(model, {"params": params}, image, prompt_ids, max_length)
 
+    def decode_copy(params, image, prompt_ids, copy_ids, can_mark, mark_ids):
+      variables = {"params": params}
+      return constrained_decode(model, variables, image, prompt_ids, copy_ids, can_mark, mark_ids)
+
     # As the train/eval steps: traced and run under the mesh and the logical rules.
     self._heads = steps.with_mesh_context(jax.jit(heads), mesh, rules)
     self._decode = steps.with_mesh_context(decode, mesh, rules)
+    self._decode_copy = steps.with_mesh_context(decode_copy, mesh, rules)
     self._mesh = mesh
 
   @classmethod
-  def from_workdir(cls, workdir: str, best: bool = False, step: int | None = None) -> "Predictor":
+  def from_workdir(
+    cls, workdir: str, best: bool = False, step: int | None = None, decoding: str = "constrained"
+  ) -> "Predictor":
     """The params of the newest (or the best, or `step`'s) checkpoint of a workdir.
 
     Our training runs and converted checkpoints (`rahf-jax convert`) alike; only the
@@ -114,7 +132,7 @@ class Predictor:
     config = load_config(workdir)
     setup = InferenceSetup.from_config(config)
     params, _ = checkpointing.restore_params(workdir, setup.abstract_params, step=step, best=best)
-    return cls(setup, params, load_tokenizer(config.data.vocabulary))
+    return cls(setup, params, load_tokenizer(config.data.vocabulary), decoding)
 
   @property
   def step_multiple(self) -> int:
@@ -134,16 +152,46 @@ class Predictor:
     arrays = postprocess.output_arrays(jax.device_get(out), self.variant)
     return {k: np.asarray(v)[:n] for k, v in arrays.items()}
 
-  def decode(self, image: np.ndarray, prompt_ids: np.ndarray, max_length: int) -> np.ndarray:
-    """Greedy-decoded ids int32 [B, max_length] of the `_0`-marked prompt."""
-    batch, n = self._pad({"image": image, "prompt_ids": prompt_ids})
-    ids = self._decode(self.params, batch["image"], batch["prompt_ids"], max_length)
+  def decode(
+    self,
+    image: np.ndarray,
+    prompt_ids: np.ndarray,
+    max_length: int,
+    prompts: Sequence[str] | None = None,
+  ) -> np.ndarray:
+    """Decoded ids int32 [B, max_length] of the `_0`-marked prompt (`self.decoding`'s way).
+
+    `prompts`: the prompt texts behind prompt_ids, which constrained decoding copies; None reads
+    them back from prompt_ids.
+    """
+    if self.decoding == "free":
+      batch, n = self._pad({"image": image, "prompt_ids": prompt_ids})
+      ids = self._decode(self.params, batch["image"], batch["prompt_ids"], max_length)
+      return np.asarray(jax.device_get(ids))[:n]
+    if prompts is None:
+      prompts = prompt_copy.prompts_from_ids(prompt_ids, self.tokenizer)
+    plan = prompt_copy.copy_plan(prompts, self.tokenizer, max_length)
+    batch, n = self._pad(
+      {"image": image, "prompt_ids": prompt_ids, "copy_ids": plan.copy_ids,
+       "can_mark": plan.can_mark}
+    )  # fmt: skip
+    ids = self._decode_copy(
+      self.params, batch["image"], batch["prompt_ids"], batch["copy_ids"], batch["can_mark"],
+      plan.mark_ids,
+    )  # fmt: skip
     return np.asarray(jax.device_get(ids))[:n]
 
-  def predict_batch(self, batch: Mapping[str, np.ndarray], decode: bool = True) -> dict[str, Any]:
+  def predict_batch(
+    self,
+    batch: Mapping[str, np.ndarray],
+    decode: bool = True,
+    prompts: Sequence[str] | None = None,
+  ) -> dict[str, Any]:
     """Model features -> flat output arrays (+ "decoded_ids" when `decode`), numpy.
 
     Augmented prompt: decoding runs only for the rows whose output_type is the words type.
+    `prompts`: one prompt text per row (without an augmented prefix), for constrained decoding;
+    None reads them back from prompt_ids.
     """
     arrays = self.heads(batch["image"], batch["prompt_ids"])
     if self.variant == F.AUGMENTED_PROMPT:
@@ -159,7 +207,8 @@ class Predictor:
         rows = rows[arrays["output_type"] == F.AUGMENTED_OUTPUT_TYPES.index(F.WORDS_TYPE)]
       ids = np.full((len(batch["image"]), max_length), F.PAD_ID, np.int32)
       if len(rows):
-        ids[rows] = self.decode(batch["image"][rows], batch["prompt_ids"][rows], max_length)
+        texts = None if prompts is None else [prompts[i] for i in rows]
+        ids[rows] = self.decode(batch["image"][rows], batch["prompt_ids"][rows], max_length, texts)
       arrays["decoded_ids"] = ids
     return arrays
 
@@ -179,7 +228,8 @@ class Predictor:
     size = int(self.model_config.image_size)
     pixels = np.stack([preprocess_image(im, size) for im in images])
     if self.variant == F.MULTI_HEAD:
-      arrays = self.predict_batch({"image": pixels, "prompt_ids": self.encode_prompts(prompts)})
+      batch = {"image": pixels, "prompt_ids": self.encode_prompts(prompts)}
+      arrays = self.predict_batch(batch, prompts=prompts)
       texts = postprocess.decode_texts(arrays.pop("decoded_ids"), self.tokenizer)
       preds = postprocess.prediction_dicts(arrays, texts, self.variant)
       return _with_prompt_words(preds, prompts)
@@ -190,7 +240,7 @@ class Predictor:
       "prompt_ids": self.encode_prompts([F.augmented_prompt(t, p) for p in prompts for t in types]),
       "output_type": np.tile(np.arange(len(types), dtype=np.int32), len(prompts)),
     }
-    arrays = self.predict_batch(batch)
+    arrays = self.predict_batch(batch, prompts=[p for p in prompts for _ in types])
     texts = postprocess.decode_texts(arrays.pop("decoded_ids"), self.tokenizer)
     parts = postprocess.prediction_dicts(arrays, texts, self.variant)
     preds = [postprocess.merge_predictions(parts[i * len(types) : (i + 1) * len(types)])

@@ -1,8 +1,9 @@
-"""RAHF network in Flax: `build_model(get_model_config(size, variant))`, `greedy_decode`."""
+"""RAHF network in Flax: `build_model(get_model_config(size, variant))`, `greedy_decode`,
+`constrained_decode`."""
 
 import ml_collections
 
-from rahf_jax.models.decoding import greedy_decode
+from rahf_jax.models.decoding import constrained_decode, greedy_decode
 from rahf_jax.models.rahf import RAHF
 from rahf_jax.models.variants import MODEL_SIZES, get_model_config
 
@@ -26,6 +27,7 @@ __all__ = [
   "RAHF",
   "build_model",
   "build_model_from_config",
+  "constrained_decode",
   "get_model_config",
   "greedy_decode",
 ]

@@ -1,0 +1,107 @@
+"""Constrained decoding: the output is the copy plan's tokens with marks only where allowed, and
+every mark-or-copy choice is the one the decoder's teacher-forced logits make.
+
+float64, as test_decoding.py: the cached steps and the teacher-forced pass reduce in different
+orders, and a choice between two near-tied logits must not depend on the CPU.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rahf_jax import features
+from rahf_jax.models import build_model, constrained_decode, get_model_config
+
+# As test_decoding.py: cached and full logits agree to ~1e-14 of their scale in float64.
+_F64_TOL = 256 * float(np.finfo(np.float64).eps)
+L = 12
+
+
+@pytest.fixture(autouse=True)
+def _float64():
+  with jax.enable_x64(True):
+    yield
+
+
+def _setup(batch=6):
+  c = get_model_config("tiny", features.MULTI_HEAD)
+  c.dtype = c.param_dtype = "float64"
+  model = build_model(c)
+  rs = np.random.RandomState(1)
+  image = jnp.asarray(rs.uniform(-1, 1, (batch, c.image_size, c.image_size, 3)), jnp.float64)
+  prompt = np.zeros((batch, 8), np.int32)
+  copy_ids = np.zeros((batch, L), np.int32)
+  can_mark = np.zeros((batch, L), bool)
+  for b in range(batch):
+    n = rs.randint(3, 8)
+    prompt[b, :n] = rs.randint(3, c.vocab_size, n)
+    prompt[b, n] = features.EOS_ID
+    m = rs.randint(2, 7)  # words' tokens, then EOS
+    copy_ids[b, :m] = rs.randint(3, c.vocab_size, m)
+    copy_ids[b, m] = features.EOS_ID
+    can_mark[b, 1 : m + 1] = rs.rand(m) < 0.7  # after some tokens (word ends), EOS included
+  targets = jnp.asarray(copy_ids)
+  variables = model.init({"params": jax.random.key(3)}, image, jnp.asarray(prompt), targets)
+  return model, variables, image, jnp.asarray(prompt), copy_ids, can_mark
+
+
+def _replay(ids, copy_ids, can_mark, mark):
+  """Walks the output: yields (position, copy index, wrote_mark_start) at each decision point
+  and checks the output is the copy with complete marks only where allowed."""
+  ptr, t, decisions = 0, 0, []
+  marked = False
+  while t < len(ids):
+    copy = copy_ids[ptr]
+    if can_mark[ptr] and not marked:
+      wrote_mark = ids[t] == mark[0] and (mark[0] != copy)
+      decisions.append((t, ptr, bool(wrote_mark)))
+      if wrote_mark:
+        assert list(ids[t : t + len(mark)]) == list(mark[: len(ids) - t])
+        t += len(mark)
+        marked = True
+        continue
+    assert ids[t] == copy, (t, ids, copy_ids)
+    marked = False
+    t += 1
+    ptr += 1
+    if copy == features.EOS_ID:
+      assert (ids[t:] == features.PAD_ID).all()
+      break
+  return decisions
+
+
+@pytest.mark.parametrize("mark", [(7,), (7, 11)], ids=["one-token mark", "two-token mark"])
+def test_output_is_the_copy_with_the_decoders_mark_choices(mark):
+  model, variables, image, prompt, copy_ids, can_mark = _setup()
+  ids = np.asarray(
+    constrained_decode(model, variables, image, prompt, copy_ids, can_mark, np.array(mark))
+  )
+  assert ids.shape == copy_ids.shape and ids.dtype == np.int32
+  encoded, mask = model.apply(variables, image, prompt, method=model.encode)
+  inputs = np.concatenate([np.zeros((len(ids), 1), np.int32), ids[:, :-1]], axis=1)
+  logits = np.asarray(
+    jax.jit(functools.partial(model.apply, method=model.decode))(
+      variables, encoded, mask, jnp.asarray(inputs)
+    )
+  )
+  seen = {True: 0, False: 0}
+  for b in range(len(ids)):
+    for t, ptr, wrote_mark in _replay(ids[b], copy_ids[b], can_mark[b], mark):
+      margin = logits[b, t, mark[0]] - logits[b, t, copy_ids[b, ptr]]
+      if abs(margin) <= _F64_TOL * np.abs(logits[b, t]).max():
+        continue  # a tie to rounding: either choice is right
+      assert wrote_mark == (margin > 0), (b, t, margin)
+      seen[wrote_mark] += 1
+  # The random decoder makes both choices somewhere, so both branches were checked.
+  assert seen[True] > 0 and seen[False] > 0, seen
+
+
+def test_no_mark_allowed_gives_the_copy():
+  model, variables, image, prompt, copy_ids, _ = _setup(batch=3)
+  ids = constrained_decode(
+    model, variables, image, prompt, copy_ids, np.zeros_like(copy_ids, bool), np.array([7])
+  )
+  np.testing.assert_array_equal(np.asarray(ids), copy_ids)
