@@ -17,6 +17,7 @@ import importlib.util
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -26,6 +27,7 @@ import rahf_jax
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(rahf_jax.__file__)))
 BUILDER_DIR = os.path.join(REPO_ROOT, "rahf_jax", "data", "richhf18k")
 DEMO_CONFIG = ("configs/rahf.py", "tiny,multihead")
+DEMO_DATA = dict(num_train=2000, num_dev=200, num_test=200)  # synthetic.SyntheticConfig fields
 
 
 def config_module(path: str):
@@ -59,9 +61,16 @@ def make_data(out_dir: str, timings: dict) -> str:
   from rahf_jax.data import synthetic  # noqa: PLC0415 (TensorFlow)
 
   raw, data_dir = os.path.join(out_dir, "raw"), os.path.join(out_dir, "tfds")
+  config = synthetic.SyntheticConfig(**DEMO_DATA)
   with _stage("synthetic RichHF-format data", timings):
-    if not os.path.exists(os.path.join(raw, "synthetic_manifest.json")):
-      synthetic.write_synthetic_richhf(raw, synthetic.SyntheticConfig())
+    if not synthetic.is_current(raw, config):
+      # Data of another generator version or size (an older demo_out) is made again, and the
+      # build of it removed with it.
+      for stale in (raw, os.path.join(data_dir, "richhf18k")):
+        if os.path.isdir(stale):
+          print(f"removing {stale}: written by another version of the demo's data", flush=True)
+          shutil.rmtree(stale)
+      synthetic.write_synthetic_richhf(raw, config)
   with _stage("tfds build richhf18k", timings):
     from rahf_jax.data.tasks import TFDS_VERSION  # noqa: PLC0415 (SeqIO)
 
@@ -147,6 +156,7 @@ def evaluate_and_report(out_dir: str, workdir: str, data_dir: str, timings: dict
   the run's events and writes out/REPORT.md; returns the report's path."""
   from rahf_jax.evaluation.curves import write_learning_curves  # noqa: PLC0415
   from rahf_jax.evaluation.evaluator import evaluate_workdir  # noqa: PLC0415
+  from rahf_jax.evaluation.tables import metrics_to_markdown  # noqa: PLC0415
   from rahf_jax.train.checkpointing import checkpoint_steps  # noqa: PLC0415
 
   eval_dir = os.path.join(out_dir, "eval_test")
@@ -156,8 +166,8 @@ def evaluate_and_report(out_dir: str, workdir: str, data_dir: str, timings: dict
   curves = write_learning_curves(
     workdir, os.path.join(out_dir, "learning_curves.png"), title=f"{':'.join(DEMO_CONFIG)}"
   )
-  with open(os.path.join(eval_dir, "metrics.md"), encoding="utf-8") as f:
-    metrics_md = f.read()
+  # The report names the checkpoint in its own section, so the tables go in without that line.
+  metrics_md = metrics_to_markdown({k: v for k, v in metrics.items() if k != "checkpoint"})
   return write_report(out_dir, data_dir, timings, metrics_md, metrics.get("checkpoint"), curves)
 
 

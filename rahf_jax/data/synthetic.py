@@ -205,6 +205,7 @@ def write_synthetic_richhf(out_dir: str, config: SyntheticConfig | None = None) 
     _write_folder(out_dir, rows)
 
   manifest = {
+    "scene_version": synthetic_scenes.SCENE_VERSION,
     "config": dataclasses.asdict(config),
     "label_records": counts,
     "pickapic_rows": {k: len(v) for k, v in rows.items()},
@@ -214,6 +215,18 @@ def write_synthetic_richhf(out_dir: str, config: SyntheticConfig | None = None) 
   with open(os.path.join(out_dir, "synthetic_manifest.json"), "w", encoding="utf-8") as f:
     json.dump(manifest, f, indent=2, ensure_ascii=False)
   return manifest
+
+
+def is_current(out_dir: str, config: SyntheticConfig) -> bool:
+  """True when out_dir holds a synthetic set written with `config` by this scene generator."""
+  try:
+    with open(os.path.join(out_dir, "synthetic_manifest.json"), encoding="utf-8") as f:
+      manifest = json.load(f)
+  except (OSError, ValueError):
+    return False
+  return manifest.get("scene_version") == synthetic_scenes.SCENE_VERSION and manifest.get(
+    "config"
+  ) == dataclasses.asdict(config)
 
 
 def _write_folder(out_dir, rows):

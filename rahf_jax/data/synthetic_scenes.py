@@ -46,6 +46,9 @@ TEMPLATES = (
 )
 FATES = ("ok", "missing", "wrong_colour", "wrong_shape")
 FATE_PROBS = (0.7, 0.08, 0.11, 0.11)
+# Bumped whenever a change makes the same seed draw different scenes (a demo regenerates its
+# data when the version it recorded differs).
+SCENE_VERSION = 2
 MAP_SIZE = 512
 DISK_RADIUS = MAP_SIZE / 20  # 1/20 of the map height
 NUM_ANNOTATORS = 3
@@ -183,7 +186,8 @@ def _apply_artifacts(rng, img, objects, size):
     return artifacts
   drawn = [o for o in objects if o["drawn"]]
   for _ in range(1 + int(rng.random() < 0.3)):
-    kind = rng.choice(["noise", "warp", "broken"] if drawn else ["noise", "warp"])
+    # A warp of the smooth background is invisible, so warps (like breaks) sit on an object.
+    kind = rng.choice(["noise", "warp", "broken"] if drawn else ["noise"])
     if kind == "broken":
       o = drawn[rng.integers(len(drawn))]
       cx, cy, r = o["cx"], o["cy"], o["r"]
@@ -194,7 +198,13 @@ def _apply_artifacts(rng, img, objects, size):
       artifacts.append((cx, cy, r, "broken"))
       continue
     half = rng.uniform(0.06, 0.13) * size
-    cx, cy = rng.uniform(half, size - half, size=2)
+    if kind == "warp":
+      o = drawn[rng.integers(len(drawn))]
+      half = max(half, 0.9 * o["r"])
+      cx = min(max(o["cx"], half), size - half)
+      cy = min(max(o["cy"], half), size - half)
+    else:
+      cx, cy = rng.uniform(half, size - half, size=2)
     x0, x1, y0, y1 = (int(v) for v in (cx - half, cx + half, cy - half, cy + half))
     patch = img[y0:y1, x0:x1]
     if kind == "noise":

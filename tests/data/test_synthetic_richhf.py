@@ -100,6 +100,28 @@ def test_deterministic_from_seed(tmp_path):
   assert content("a") != content("c")
 
 
+def test_is_current_checks_the_generator_version_and_the_config(tmp_path):
+  config = synthetic.SyntheticConfig(num_train=2, num_dev=1, num_test=1, image_size=32)
+  assert not synthetic.is_current(str(tmp_path), config)  # nothing written yet
+  synthetic.write_synthetic_richhf(str(tmp_path), config)
+  assert synthetic.is_current(str(tmp_path), config)
+  assert not synthetic.is_current(str(tmp_path), synthetic.SyntheticConfig(num_train=3))
+  path = tmp_path / "synthetic_manifest.json"
+  path.write_text(path.read_text().replace('"scene_version": ', '"scene_version": -'))
+  assert not synthetic.is_current(str(tmp_path), config)
+
+
+def test_warps_sit_on_a_drawn_object(scenes):
+  warps = 0
+  for s in scenes:
+    drawn = [o for o in s.latent["objects"] if o["drawn"]]
+    for x, y, h, kind in s.latent["artifacts"]:
+      if kind == "warp":  # centred on an object (clamped into the image), so it distorts it
+        warps += 1
+        assert any(abs(o["cx"] - x) <= h and abs(o["cy"] - y) <= h for o in drawn)
+  assert warps > 5
+
+
 def test_split_content_does_not_depend_on_other_sizes():
   a = synthetic.SyntheticConfig(num_train=3, num_dev=2, seed=1, image_size=32)
   b = synthetic.SyntheticConfig(num_train=7, num_dev=2, seed=1, image_size=32)
