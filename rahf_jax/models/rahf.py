@@ -45,6 +45,7 @@ class RAHF(nn.Module):
       c.image_size,
       cls_token=v.cls_token,
       posemb=v.posemb,
+      stem=v.get("stem", "patch"),
       remat_policy=c.remat_policy,
       layer_norm_epsilon=c.vit.get("layer_norm_epsilon", 1e-6),
       attention_impl=attention_impl,

@@ -75,3 +75,37 @@ def test_any_resolution_divisible_by_patch():
     jax.eval_shape(_zero_depth_vit(36, 8).init, jax.random.key(0), jnp.zeros((1, 36, 36, 3)))
   with pytest.raises(ValueError, match="image_size"):
     jax.eval_shape(_zero_depth_vit(32, 8).init, jax.random.key(0), jnp.zeros((1, 48, 48, 3)))
+
+
+def test_conv_stem_against_numpy():
+  """stem="conv": 3x3 stride-2 convs (SAME padding, ReLU) then a 1x1 embedding, in float64."""
+  with jax.enable_x64(True):
+    m = vit.ViT(16, 0, 16, 2, 4, 16, cls_token=False, stem="conv", dtype=jnp.float64,
+                param_dtype=jnp.float64)  # fmt: skip
+    img = np.random.RandomState(1).uniform(-1, 1, (2, 16, 16, 3))
+    p = jax.tree.map(np.asarray, nn.unbox(m.init(jax.random.key(0), img))["params"])
+    assert [p[f"stem_conv_{i}"]["kernel"].shape for i in range(2)] == [(3, 3, 3, 8), (3, 3, 8, 16)]
+    assert p["embedding"]["kernel"].shape == (1, 1, 16, 16) and "stem_conv_2" not in p
+
+    def conv_s2(x, kernel, bias):  # SAME for stride 2, even size: pad 0 before, 1 after
+      x = np.pad(x, ((0, 0), (0, 1), (0, 1), (0, 0)))
+      h = (x.shape[1] - 1) // 2
+      out = np.zeros((x.shape[0], h, h, kernel.shape[-1]))
+      for i in range(h):
+        for j in range(h):
+          out[:, i, j] = np.einsum("byxc,yxco->bo", x[:, 2 * i : 2 * i + 3, 2 * j : 2 * j + 3],
+                                   kernel)  # fmt: skip
+      return np.maximum(out + bias, 0)
+
+    x = img
+    for i in range(2):
+      x = conv_s2(x, p[f"stem_conv_{i}"]["kernel"], p[f"stem_conv_{i}"]["bias"])
+    tok = x.reshape(2, 16, 16) @ p["embedding"]["kernel"][0, 0] + p["embedding"]["bias"]
+    tok = tok + p["Transformer"]["posembed_input"]["pos_embedding"]
+    mu, var = tok.mean(-1, keepdims=True), tok.var(-1, keepdims=True)
+    ln = p["Transformer"]["encoder_norm"]
+    ref = (tok - mu) / np.sqrt(var + 1e-6) * ln["scale"] + ln["bias"]
+    np.testing.assert_allclose(m.apply({"params": p}, img), ref, rtol=_F64_TOL, atol=_F64_TOL)
+  with pytest.raises(ValueError, match="power of 2"):
+    jax.eval_shape(vit.ViT(8, 0, 16, 2, 6, 12, stem="conv").init, jax.random.key(0),
+                   jnp.zeros((1, 12, 12, 3)))  # fmt: skip
