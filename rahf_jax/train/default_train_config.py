@@ -47,6 +47,16 @@ def train_config_defaults() -> ml_collections.ConfigDict:
   c.vit_param_regex = r"(^|/)(vit|image_encoder|img)(/|_|$)"
   c.grad_clip_norm = 1.0  # global-norm gradient clipping; <= 0 disables it
   c.grad_accum_steps = 1  # > 1: optax.MultiSteps, one update every k micro-batches
+  # Dtype of the train state's params, the ones the model computes with:
+  #   "float32"   fp32 params and AdamW moments (the model casts weights to its compute dtype);
+  #   "bfloat16"  bf16 params; the optimizer state keeps fp32 master weights and fp32 moments,
+  #               updates the master weights in fp32 and stores them cast down, so updates below
+  #               bf16's resolution still accumulate. The state grows from 12 to 14 bytes per
+  #               parameter and the gradients the model returns are bf16; collectives move the
+  #               same bytes as with "float32", where XLA already gathers bf16-cast shards.
+  # A run resumes only under the value it was started with (the optimizer state differs).
+  # (model.overrides.param_dtype is the model's init dtype; leave it float32.)
+  c.param_dtype = "float32"
 
   # Batches and schedule of side jobs (all in train steps).
   c.batch_size = 8  # global batch size (all hosts, all devices) of one train step

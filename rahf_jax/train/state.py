@@ -6,6 +6,12 @@ maps them to mesh shardings with the logical rules, and gives the optimizer stat
 shardings of the parameters it mirrors (`optax.tree_map_params`). `init_state` jits the same
 init with `out_shardings=state_shardings`, so every array is born on its shard; orbax restores
 into the same abstract state (rahf_jax/train/checkpointing.py).
+
+With fp32 master weights (training config `param_dtype="bfloat16"`, rahf_jax/train/optimizer.py)
+the state's params are bf16 and the optimizer state holds their fp32 master copy: `tx.init` sees
+the model's (fp32) init, and the abstract state, built from the same init function, has the bf16
+params and the master weights with the params' shardings. `abstract_params` (for inference)
+keeps the model config's param dtype; orbax casts a bf16 checkpoint's params to it on restore.
 """
 
 from collections.abc import Mapping
@@ -19,6 +25,8 @@ import optax
 from flax import struct
 from jax.sharding import NamedSharding, PartitionSpec
 
+from rahf_jax.train import optimizer
+
 # The three model inputs that `model.init` needs (rahf_jax/features.py names).
 MODEL_INPUTS = ("image", "prompt_ids", "decoder_input_ids")
 
@@ -28,7 +36,8 @@ class TrainState(struct.PyTreeNode):
 
   Attributes:
     step: int32 scalar, number of train steps taken.
-    params: the model's parameters (unboxed).
+    params: the model's parameters (unboxed); bf16 under param_dtype="bfloat16", with their
+      fp32 master weights in opt_state.
     opt_state: the optax state.
     rng: uint32[2] base key; the dropout key of step t is fold_in(rng, t).
   """
@@ -67,10 +76,12 @@ def make_init_fn(model: nn.Module, tx: optax.GradientTransformation, example_bat
   def init_fn(key: jax.Array) -> TrainState:
     init_key, state_key = jax.random.split(key)
     params = nn.unbox(_init_variables(model, init_key, shapes)["params"])
+    opt_state = tx.init(params)
     return TrainState(
       step=jnp.zeros((), jnp.int32),
-      params=params,
-      opt_state=tx.init(params),
+      # The model's params, or (param_dtype="bfloat16") the fp32 master weights cast down.
+      params=optimizer.model_params(params, opt_state),
+      opt_state=opt_state,
       rng=state_key,
     )
 

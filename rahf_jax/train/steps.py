@@ -17,7 +17,8 @@ import numpy as np
 import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
-from rahf_jax.train import losses
+from rahf_jax.models.dtypes import at_least_float32
+from rahf_jax.train import losses, optimizer
 from rahf_jax.train.state import TrainState
 
 BATCH_AXES = ("data", "fsdp")
@@ -99,8 +100,11 @@ def make_train_step(
 
     (_, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    aux["grad_norm"] = optax.tree.norm(grads)
+    # With fp32 master weights (param_dtype="bfloat16"): exactly the new master weights cast down.
+    params = optimizer.model_params(optax.apply_updates(state.params, updates), opt_state)
+    aux["grad_norm"] = optax.tree.norm(
+      jax.tree.map(lambda g: g.astype(at_least_float32(g.dtype)), grads)
+    )
     if schedule is not None:
       aux["learning_rate"] = jnp.asarray(schedule(state.step // grad_accum_steps), jnp.float32)
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
