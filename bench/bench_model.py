@@ -22,6 +22,10 @@ Examples:
   python bench/bench_model.py --runs L16:multihead:16,L16:multihead:32:train+infer \
       --isolate --json /tmp/bench.json
   python bench/bench_model.py --runs L16:multihead:16:lower   # any host: params, XLA FLOPs
+  # Per-run options (5th field, '+'-joined field=value; 'train.' names a training-config field):
+  python bench/bench_model.py --isolate --runs \
+      L16:multihead:32:train:remat_policy=full+heatmap_head_remat=full,\
+      L16:multihead:16:train:train.param_dtype=bfloat16
 
 Each row of the augmented-prompt variant is one (image, prompt, output type) example; a full
 RAHF prediction of all seven outputs costs seven of them.
@@ -49,6 +53,7 @@ COLUMNS = (
   ("size", "size", ""),
   ("variant", "variant", ""),
   ("batch", "batch", "d"),
+  ("options", "options", ""),
   ("compile_s", "compile s", ".1f"),
   ("step_ms", "step ms", ".1f"),
   ("train_ex_s", "train ex/s", ".1f"),
@@ -65,16 +70,44 @@ COLUMNS = (
 )
 
 
+def parse_options(text: str) -> tuple[dict, dict]:
+  """'+'-joined field=value options -> (model overrides, train overrides).
+
+  A field prefixed "train." is a training-config field (rahf_jax/train/default_train_config.py,
+  e.g. train.param_dtype=bfloat16); any other is a model-config field (dots for nested ones,
+  e.g. remat_policy=full). Values are read as JSON where they parse (numbers, true), else kept
+  as strings.
+  """
+  model, train = {}, {}
+  for item in filter(None, text.split("+")):
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+      raise ValueError(f"run option {item!r}: use field=value (train.field=value for training)")
+    try:
+      value = json.loads(value)
+    except json.JSONDecodeError:
+      pass
+    if key.startswith("train."):
+      train[key[len("train.") :]] = value
+    else:
+      model[key] = value
+  return model, train
+
+
 def parse_runs(args) -> list[dict]:
-  """The runs to make: --runs size:variant:batch[:part+part] entries, else the cross product."""
+  """The runs to make: --runs size:variant:batch[:parts[:options]] entries, else the cross
+  product. parts: '+'-joined train/infer/decode (empty: all); options: see parse_options."""
   runs = []
   if args.runs:
     for item in args.runs.split(","):
       fields = item.strip().split(":")
-      if len(fields) not in (3, 4):
-        raise ValueError(f"--runs entry {item!r}: use size:variant:batch[:train+infer+decode]")
-      parts = tuple(fields[3].split("+")) if len(fields) == 4 else PARTS
-      runs.append(_run(fields[0], fields[1], int(fields[2]), parts, args))
+      if len(fields) not in (3, 4, 5):
+        raise ValueError(
+          f"--runs entry {item!r}: use size:variant:batch[:train+infer+decode[:field=value+...]]"
+        )
+      parts = tuple(fields[3].split("+")) if len(fields) >= 4 and fields[3] else PARTS
+      options = fields[4] if len(fields) == 5 else ""
+      runs.append(_run(fields[0], fields[1], int(fields[2]), parts, args, options))
   else:
     for size in args.sizes.split(","):
       for variant in args.variants.split(","):
@@ -91,11 +124,14 @@ def parse_runs(args) -> list[dict]:
   return runs
 
 
-def _run(size, variant, batch, parts, args) -> dict:
+def _run(size, variant, batch, parts, args, options: str = "") -> dict:
   if args.no_decode:
     parts = tuple(p for p in parts if p != "decode")
   if args.no_infer:
     parts = tuple(p for p in parts if p != "infer")
+  model_options, train_options = parse_options(options)
+  model_overrides = json.loads(args.model_overrides) if args.model_overrides else {}
+  train_overrides = json.loads(args.train_overrides) if args.train_overrides else {}
   return {
     "size": SIZE_ALIASES.get(size, size),
     "variant": variant,
@@ -106,7 +142,9 @@ def _run(size, variant, batch, parts, args) -> dict:
     "infer_steps": args.infer_steps,
     "prompt_len": args.prompt_len,
     "target_len": args.target_len,
-    "model_overrides": json.loads(args.model_overrides) if args.model_overrides else {},
+    "model_overrides": {**model_overrides, **model_options},
+    "train_overrides": {**train_overrides, **train_options},
+    "options": options,
     "seed": args.seed,
   }
 
@@ -117,7 +155,7 @@ def bench_one(run: dict, peak_tflops: float | None, partial_json: str = "") -> d
   With `partial_json`, the figures measured so far are written there after each part,
   with status "incomplete", so that a child killed at its time limit still reports them.
   """
-  row = {"size": run["size"], "variant": run["variant"], "batch": run["batch"]}
+  row = _base(run)
   start = time.perf_counter()
 
   def on_partial(figures):
@@ -132,6 +170,13 @@ def bench_one(run: dict, peak_tflops: float | None, partial_json: str = "") -> d
     row["status"] = "error: " + _one_line(e)
   row["wall_s"] = time.perf_counter() - start
   return _derive(row, peak_tflops)
+
+
+def _base(run: dict) -> dict:
+  """The columns that name a run."""
+  return {k: run.get(k) for k in ("size", "variant", "batch")} | {
+    "options": run.get("options") or "-"
+  }
 
 
 def _one_line(e: BaseException) -> str:
@@ -206,7 +251,12 @@ def main(argv=None) -> int:
   parser.add_argument("--infer_steps", type=int, default=10, help="timed inference calls")
   parser.add_argument("--prompt_len", type=int, default=64)
   parser.add_argument("--target_len", type=int, default=64)
-  parser.add_argument("--model_overrides", default="", help='JSON dict, e.g. {"remat": "full"}')
+  parser.add_argument(
+    "--model_overrides", default="", help='JSON dict for every run, e.g. {"remat_policy": "full"}'
+  )
+  parser.add_argument(
+    "--train_overrides", default="", help='JSON dict, e.g. {"param_dtype": "bfloat16"}'
+  )
   parser.add_argument("--no_infer", action="store_true", help="skip inference timings")
   parser.add_argument("--no_decode", action="store_true", help="skip greedy decoding")
   parser.add_argument("--seed", type=int, default=0)
@@ -253,11 +303,15 @@ def main(argv=None) -> int:
   rows = []
   for run in runs:
     left = args.deadline_s - (time.perf_counter() - start) if args.deadline_s else float("inf")
-    base = {"size": run["size"], "variant": run["variant"], "batch": run["batch"]}
+    base = _base(run)
     if left < args.min_run_s:
       rows.append({**base, "status": f"skipped (deadline {args.deadline_s:.0f} s)"})
       continue
-    print(f"# run {run['size']} {run['variant']} batch {run['batch']} {run['parts']}", flush=True)
+    print(
+      f"# run {run['size']} {run['variant']} batch {run['batch']} {run['parts']} "
+      f"{run['options'] or ''}",
+      flush=True,
+    )
     if args.isolate:
       child_argv = ["--child_run", json.dumps(run), "--peak_tflops", str(peak or 0)]
       row = {**base, **_child(child_argv, min(args.run_timeout_s, left))}

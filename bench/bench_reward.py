@@ -16,6 +16,7 @@ initialised (speed does not depend on training); prompts use the demo vocabulary
 
 Examples:
   python bench/bench_reward.py --size tiny --batch_sizes 1,8,32           # CPU (make bench)
+  python bench/bench_reward.py --size tiny --batch_sizes 8 --dtype float32   # CPU: f32 compute
   python bench/bench_reward.py --size L16 --batch_sizes 8,16 --json /tmp/reward.json   # GPU
 """
 
@@ -45,8 +46,13 @@ COLUMNS = (
 )
 
 
-def make_scorer(size: str, variant: str, batch: int, prompt_len: int, target_len: int, seed: int):
-  """A Scorer over freshly initialised parameters of (size, variant), on all local devices."""
+def make_scorer(
+  size: str, variant: str, batch: int, prompt_len: int, target_len: int, seed: int, dtype: str = ""
+):
+  """A Scorer over freshly initialised parameters of (size, variant), on all local devices.
+
+  `dtype`: the model's compute dtype ("" keeps the model config's, bfloat16).
+  """
   import jax
 
   from rahf_jax.inference.predictor import Predictor
@@ -61,6 +67,8 @@ def make_scorer(size: str, variant: str, batch: int, prompt_len: int, target_len
   config.mesh.data = -1  # every local device (one on a single-GPU or plain CPU host)
   config.data.prompt_len, config.data.target_len = prompt_len, target_len
   config.data.vocabulary = "demo"
+  if dtype:
+    config.model.overrides.dtype = dtype
   setup = setup_training(config)
   params = setup.init_fn(jax.random.PRNGKey(seed)).params
   return Scorer(Predictor(setup, params, load_tokenizer("demo")), batch_size=batch)
@@ -73,7 +81,9 @@ def measure(args, size: str, variant: str, batch: int) -> dict:
   import numpy as np
 
   row = {"size": size, "variant": variant, "batch": batch}
-  scorer = make_scorer(size, variant, batch, args.prompt_len, args.target_len, args.seed)
+  scorer = make_scorer(
+    size, variant, batch, args.prompt_len, args.target_len, args.seed, args.dtype
+  )
   rng = np.random.default_rng(args.seed)
   images = [
     rng.integers(0, 256, (args.source_size, args.source_size, 3), np.uint8) for _ in range(batch)
@@ -118,6 +128,12 @@ def main(argv=None) -> int:
   parser.add_argument("--prompt_len", type=int, default=32)
   parser.add_argument("--target_len", type=int, default=32)
   parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument(
+    "--dtype",
+    default="",
+    help="model compute dtype ('' = the config's bfloat16; float32 is faster on XLA's CPU "
+    "backend, which runs bf16 dots and convolutions as float32 plus conversions)",
+  )
   parser.add_argument("--json", default="", help="write every figure here")
   args = parser.parse_args(argv)
 
@@ -129,6 +145,7 @@ def main(argv=None) -> int:
     "device": f"{device.platform}:{getattr(device, 'device_kind', '?')}",
     "jax_version": jax.__version__,
     "source_size": args.source_size,
+    "dtype": args.dtype or "bfloat16 (config)",
   }
   rows = []
   for variant in args.variants.split(","):

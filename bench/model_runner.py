@@ -56,17 +56,39 @@ def _train_config(run: dict):
   config.data.prompt_len = run["prompt_len"]
   config.data.target_len = run["target_len"]
   config.logical_rules = RULES_NAME
+  for key, value in (run.get("train_overrides") or {}).items():
+    *path, leaf = key.split(".")
+    target = config
+    try:
+      for name in path:
+        target = target[name]
+      if leaf not in target:
+        raise KeyError(leaf)
+      target[leaf] = value
+    except (KeyError, TypeError, AttributeError) as e:
+      raise ValueError(
+        f"train option {key!r} is not a field of the training config "
+        "(rahf_jax/train/default_train_config.py)."
+      ) from e
   return config
 
 
 def _analytic_train_flops(model_config, prompt_len: int, target_len: int) -> float | None:
-  """The model room's analytic FLOPs of one training example (None if it has no counter)."""
+  """The model room's analytic FLOPs of one training example (None if it has no counter).
+
+  Model FLOPs: the upsampling counted as the transposed conv's work whatever `upsample_impl`
+  runs, so TFLOP/s and MFU compare the impls on the same work (XLA GFLOP/ex shows what ran).
+  """
   try:
     from rahf_jax.models import flops as model_flops
   except ImportError:
     print("# rahf_jax.models.flops is missing: GFLOP/ex n/a, TFLOP/s and MFU from XLA's count")
     return None
-  return float(model_flops.train_flops_per_example(model_config, prompt_len, target_len))
+  return float(
+    model_flops.train_flops_per_example(
+      model_config, prompt_len, target_len, upsample_impl="transpose"
+    )
+  )
 
 
 def _compile(jitted, mesh, rules, *args):

@@ -9,7 +9,7 @@
 # Dry run on a CPU machine: ALLOW_CPU=1 PYTHON=.venv/bin/python RUNS=tiny:multihead:2 bash ...
 # Env overrides: RUNS (bench_model.py --runs list), DEADLINE_S (wall seconds for all runs),
 # MODEL=0 / REWARD=0 / TORCH_BASELINE=0 (skip a step), TOTAL_S (the whole call's budget),
-# STEPS, EXTRA (more bench_model.py flags, e.g. EXTRA='--model_overrides {"remat":"full"}').
+# STEPS, EXTRA (more bench_model.py flags, e.g. EXTRA='--model_overrides {"remat_policy":"full"}').
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT_DIR="${OUT:-/tmp/bench_gpu_out}"
@@ -45,10 +45,12 @@ if not os.environ.get("ALLOW_CPU"):  # ALLOW_CPU=1: a dry run of this script on 
   assert jax.devices()[0].platform == "gpu", "run_gpu.sh: jax sees no GPU"
 EOF
 
-# Priority order: the target row first (L16 multi-head), then memory at batch 32,
-# then the other configs. Each run is its own process (clean peak-memory counter; an OOM
-# cannot take the others down); runs that would start with under 45 s left are skipped.
-RUNS="${RUNS:-L16:multihead:16,L16:multihead:32:train+infer,B16:multihead:16:train+infer,L16:augmented:16:train,L16:multihead:8:train}"
+# Priority order: the target row first (L16 multi-head), then memory at batch 32 without and
+# with rematerialisation (ViT/T5 blocks and heatmap-head blocks), bf16 params with fp32 master
+# weights, then the other configs. Each run is its own process (clean peak-memory counter; an
+# OOM cannot take the others down); runs that would start with under 45 s left are skipped.
+# A run's 5th field sets options: model-config fields, or training-config ones as train.<field>.
+RUNS="${RUNS:-L16:multihead:16,L16:multihead:32:train+infer,L16:multihead:32:train:remat_policy=full+heatmap_head_remat=full,L16:multihead:16:train:train.param_dtype=bfloat16,B16:multihead:16:train+infer,L16:augmented:16:train,L16:multihead:8:train}"
 # MODEL=0 skips this step (e.g. MODEL=0 REWARD=0: the torch side-by-side alone).
 [ "${MODEL:-1}" = 0 ] || "$PY" bench/bench_model.py --isolate --runs "$RUNS" \
   --deadline_s "${DEADLINE_S:-400}" --steps "${STEPS:-20}" --warmup 3 --infer_steps 10 \
