@@ -22,12 +22,14 @@ Activation constraints inside the model take effect when the step is traced unde
 `nn.logical_axis_rules(rules)` and `jax.set_mesh(mesh)`; otherwise they are no-ops.
 """
 
+import math
 from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
 import numpy as np
 from jax.experimental import mesh_utils
+from jax.sharding import NamedSharding, PartitionSpec
 
 MESH_AXES = ("data", "fsdp", "model")
 _BATCH = ("batch", ("data", "fsdp"))
@@ -130,6 +132,29 @@ def make_mesh_and_rules(config):
 def logical_shardings(logical_spec_tree, mesh: jax.sharding.Mesh, rules):
   """Tree of logical `PartitionSpec`s -> tree of `NamedSharding`s on `mesh` under `rules`."""
   return nn.logical_to_mesh_sharding(logical_spec_tree, mesh, tuple(rules))
+
+
+def divisible_shardings(shardings, abstract):
+  """`shardings` with every dimension left unsharded whose size its mesh axes do not divide.
+
+  The logical rules shard by name; a few small parameters (the score heads' last convs have 48
+  and 96 input channels) are not divisible by a large fsdp axis (32, 64), which jax refuses.
+  Such a dimension is replicated instead; every other dimension keeps its sharding.
+  """
+
+  def fit(sharding, leaf):
+    mesh, spec = (
+      sharding.mesh,
+      tuple(sharding.spec) + (None,) * (len(leaf.shape) - len(sharding.spec)),
+    )
+    fitted = []
+    for size, axes in zip(leaf.shape, spec, strict=True):
+      names = (axes,) if isinstance(axes, str) else tuple(axes or ())
+      ways = math.prod(mesh.shape[a] for a in names)
+      fitted.append(axes if size % ways == 0 else None)
+    return NamedSharding(mesh, PartitionSpec(*fitted))
+
+  return jax.tree.map(fit, shardings, abstract)
 
 
 def param_logical_specs(model: nn.Module, *init_args, rngs=None, **init_kwargs):

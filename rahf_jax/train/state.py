@@ -97,8 +97,9 @@ def abstract_params(model: nn.Module, mesh: jax.sharding.Mesh, rules, example_ba
 
   shapes = input_shapes(example_batch_shapes)
   boxed = jax.eval_shape(lambda k: _init_variables(model, k, shapes), jax.random.PRNGKey(0))
-  param_shardings = partitioning.logical_shardings(
-    nn.get_partition_spec(boxed["params"]), mesh, rules
+  param_shardings = partitioning.divisible_shardings(
+    partitioning.logical_shardings(nn.get_partition_spec(boxed["params"]), mesh, rules),
+    nn.unbox(boxed["params"]),
   )
   abstract = jax.tree.map(
     lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),

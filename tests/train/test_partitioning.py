@@ -102,6 +102,47 @@ def test_expected_parameter_shardings(tiny):
   assert all(s.spec == P(*([None] * len(s.spec))) for s in jax.tree.leaves(dp))
 
 
+def test_indivisible_dimensions_are_replicated():
+  mesh = partitioning.make_mesh(data=1, fsdp=8, model=1)
+  leaf = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.float32)
+  shardings = {
+    "odd": NamedSharding(mesh, P(None, None, "fsdp", None)),
+    "even": NamedSharding(mesh, P(None, None, "fsdp", None)),
+    "batch": NamedSharding(mesh, P(("data", "fsdp"))),
+  }
+  abstract = {"odd": leaf(3, 3, 12, 4), "even": leaf(3, 3, 16, 4), "batch": leaf(4)}
+  fitted = partitioning.divisible_shardings(shardings, abstract)
+  assert fitted["odd"].spec == P(None, None, None, None)
+  assert fitted["even"].spec == P(None, None, "fsdp", None)
+  assert fitted["batch"].spec == P(None)
+
+
+def test_state_with_channels_the_fsdp_axis_does_not_divide():
+  """A score-head conv with 12 input channels on an fsdp axis of 8: the params still build on
+  their shardings, that kernel replicated, the others sharded (before, jax refused the init)."""
+  from rahf_jax.train import state as state_lib  # noqa: PLC0415
+  from rahf_jax.train.synthetic_batches import make_synthetic_batch  # noqa: PLC0415
+
+  c = get_model_config("tiny", features.MULTI_HEAD)
+  c.score_head.convs = (32, 12, 8)
+  model = build_model(c)
+  mesh = partitioning.make_mesh(data=1, fsdp=8, model=1)
+  batch = make_synthetic_batch(c, 8, 8, 8, seed=0)
+  _, shardings = state_lib.abstract_params(
+    model, mesh, partitioning.LOGICAL_AXIS_RULES["fsdp"], batch
+  )
+  head = shardings["score_heads_overall"]
+  assert head["conv_1"]["kernel"].spec == P(None, None, "fsdp", None)  # 32 input channels
+  assert head["conv_2"]["kernel"].spec == P(None, None, None, None)  # 12: replicated
+  shapes = state_lib.input_shapes(batch)
+  init = jax.jit(
+    lambda k: nn.unbox(state_lib._init_variables(model, k, shapes)["params"]),
+    out_shardings=shardings,
+  )
+  params = init(jax.random.key(0))
+  assert params["score_heads_overall"]["conv_2"]["kernel"].shape == (3, 3, 12, 8)
+
+
 def _assert_close_to_scale(got, want, rtol, what):
   """|got - want| <= rtol * scale, scale = max(max|want| over the leaf, 1).
 
