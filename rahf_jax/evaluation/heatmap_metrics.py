@@ -1,4 +1,4 @@
-"""Heatmap metrics of the paper (RAHF_REFERENCE.md s4), exact and vectorised.
+"""Heatmap metrics of the paper (Liang et al., CVPR 2024), exact and vectorised.
 
 Per heatmap type, predictions and ground truth are maps in [0, 1] compared at one
 resolution. The ground truth is resized to the prediction's resolution (as the
@@ -187,7 +187,7 @@ def nss(pred, gt) -> np.ndarray:
 def auc_judd_single(
   pred, gt, rng: np.random.Generator, match_pytorch_reproduction: bool = False
 ) -> float:
-  """AUC-Judd of one map, exact (RAHF_REFERENCE.md s4; Judd et al.'s MATLAB definition).
+  """AUC-Judd of one map, exact (the paper's choice; Judd et al.'s MATLAB definition).
 
   Fixations are the pixels with gt > 0. The prediction (as float64) gets a jitter
   `rng.random(shape) * 1e-7` and is min-max normalised to S. The thresholds are the

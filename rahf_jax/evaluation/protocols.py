@@ -1,6 +1,6 @@
 """Evaluation protocols: the paper's metric definitions, or the PyTorch reproduction's own choices.
 
-`paper` (the default) computes the metrics as RAHF_REFERENCE.md s4 defines them, on the
+`paper` (the default) computes the metrics as the paper defines them, on the
 batches of the SeqIO task. `reproduction` applies the choices of the PyTorch reproduction
 (github.com/youweiliang/RichHF: train.py `evaluate_model`, called by `inference.py --eval`;
 metrics.py; get_dataset.py) wherever they change a reported figure, so our numbers can be held

@@ -1,6 +1,6 @@
 """Score metrics of the paper: PLCC (Pearson) and SRCC (Spearman) per score type, and the MSE.
 
-RAHF_REFERENCE.md s4: for each score type, over the whole evaluation split, the
+The paper's definition: for each score type, over the whole evaluation split, the
 Pearson linear correlation (PLCC) and Spearman rank correlation (SRCC) between
 predicted and ground-truth scores. Ties are ranked by their average rank, as in
 `scipy.stats.spearmanr`.

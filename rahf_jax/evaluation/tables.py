@@ -13,7 +13,8 @@ and mean ground-truth map, unmarked and all-marked prompt) on the same ground tr
 
 `metrics_to_markdown` renders that dict as the paper's tables (scores, heatmaps,
 misaligned words), each with the baseline rows under ours; with `reference=True` (the real
-RichHF-18K test split) the published numbers of RAHF_REFERENCE.md s5 are printed beside ours.
+RichHF-18K test split) the published numbers (the paper and the PyTorch reproduction's README)
+are printed beside ours.
 "n/a" marks a metric that is undefined for a baseline, "—" a number that is missing (not
 published, or an empty subset).
 """
@@ -33,8 +34,8 @@ PAPER_MULTI_HEAD = "paper: RAHF multi-head"
 PAPER_AUGMENTED = "paper: RAHF augmented prompt"
 PAPER_CLIP = "paper: CLIP encoder, fine-tuned"
 
-# Published test-split numbers (RAHF_REFERENCE.md s5). The paper's numbers are
-# second-hand (a later paper's comparison table); words are percentages.
+# Published test-split numbers (the paper; the PyTorch reproduction's README). The paper's
+# numbers are second-hand (a later paper's comparison table); words are percentages.
 PUBLISHED = {
   "scores": {
     REPRODUCTION: {

@@ -1,4 +1,4 @@
-"""Misaligned-word metrics of the paper (RAHF_REFERENCE.md s4): precision, recall, F1.
+"""Misaligned-word metrics of the paper (Liang et al., CVPR 2024): precision, recall, F1.
 
 The model writes the prompt back with `_0` after every misaligned word. Per example:
 - prediction and reference are split on whitespace; a prediction shorter than the

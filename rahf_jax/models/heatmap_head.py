@@ -1,6 +1,7 @@
 """Heatmap head: feature map [B, h, w, C] -> convs -> stride-2 upsampling blocks -> sigmoid map.
 
-Default layout (variants.py) is the PyTorch reproduction's (RAHF_REFERENCE.md s3):
+Default layout (variants.py) is the PyTorch reproduction's (github.com/youweiliang/RichHF,
+model.py):
   pre_conv_i:  conv 3x3 -> relu -> norm                 (768, 384)
   up_i:        deconv 3x3 stride 2 (doubles h, w) -> norm -> relu, then a residual pair
                res_conv_0 -> norm -> relu -> res_conv_1 -> norm, added back, relu

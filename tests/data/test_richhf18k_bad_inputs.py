@@ -163,7 +163,7 @@ def test_labels_without_images_names_the_layout(tmp_path, synthetic_source):
 def test_checksums_are_the_official_ones():
   infos = richhf18k_dataset_builder.Builder.url_infos
   base = "https://media.githubusercontent.com/media/google-research-datasets/richhf-18k/main/"
-  expected = {  # RAHF_REFERENCE.md s2
+  expected = {  # RichHF-18K's files (google-research-datasets/richhf-18k): bytes and sha256
     "train.tfrecord": (
       150710286,
       "3ab17365e49aeaa8d8c32e5317161be28092c83111a8d8eb0d2658895fab2d33",

@@ -17,7 +17,7 @@ import tensorflow_datasets as tfds
 from richhf_fixtures import build_richhf18k
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-OFFICIAL = {  # RAHF_REFERENCE.md s2
+OFFICIAL = {  # RichHF-18K's files (google-research-datasets/richhf-18k): bytes and sha256
   "train.tfrecord": (150710286, "3ab17365e49aeaa8d8c32e5317161be28092c83111a8d8eb0d2658895fab2d33"),
   "dev.tfrecord": (9163974, "6db154c91b5673bf58de822eef4618a4ee6f3f7cd56a7749fefdd44f57b4755a"),
   "test.tfrecord": (10112337, "6819ef72631de3af32904f2af3c990b8be0c9597ef3917b9cf0a799161156049"),

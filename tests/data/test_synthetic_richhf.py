@@ -12,7 +12,8 @@ from scipy import stats
 from rahf_jax.data import synthetic, synthetic_scenes
 from rahf_jax.data import words as words_lib
 
-# The official schema, written out independently of rahf_jax (RAHF_REFERENCE.md s2).
+# The official schema, written out independently of rahf_jax (the RichHF-18K README,
+# google-research-datasets/richhf-18k).
 OFFICIAL_SPEC = {
   "filename": tf.io.FixedLenFeature([], tf.string),
   "aesthetics_score": tf.io.FixedLenFeature([], tf.float32),

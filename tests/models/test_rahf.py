@@ -13,12 +13,13 @@ from rahf_jax.models import MODEL_SIZES, build_model, get_model_config
 LP, LT = 16, 12
 RNGS = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
 
-# Reference counts, measured with the PyTorch reproduction's modules (RAHF_REFERENCE.md s3). They
-# include HF ViTModel's pooler (dense width x width + bias, then tanh), which the reproduction never
-# uses and which we do not build; the check adds it back. Everything else is the same layout:
-# ViT with class token and a (N + 1)-position table, linear projection, t5-base with tied embeddings
-# (counted once), and the reproduction's heads. Sizes without a published count are checked against
-# their analytic count below, so every registered (size, variant) has a count check.
+# Reference counts, measured with the PyTorch reproduction's modules
+# (github.com/youweiliang/RichHF). They include HF ViTModel's pooler (dense width x width + bias,
+# then tanh), which the reproduction never uses and which we do not build; the check adds it back.
+# Everything else is the same layout: ViT with class token and a (N + 1)-position table, linear
+# projection, t5-base with tied embeddings (counted once), and the reproduction's heads. Sizes
+# without a published count are checked against their analytic count below, so every registered
+# (size, variant) has a count check.
 REFERENCE_COUNTS = {
   ("L16_t5base_384", features.MULTI_HEAD): 642.6e6,
   ("B16_t5base_384", features.MULTI_HEAD): 424.4e6,
