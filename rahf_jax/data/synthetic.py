@@ -56,7 +56,7 @@ PARQUET_SCHEMA = pa.schema(
 
 @dataclasses.dataclass
 class SyntheticConfig:
-  """Sizes and formats of the synthetic set (defaults: the demo size)."""
+  """Sizes and formats of the synthetic set (the demo's sizes: rahf_jax.demo.DEMO_DATA)."""
 
   num_train: int = 2000
   num_dev: int = 200
