@@ -1,8 +1,9 @@
 """Model sizes and `get_model_config(size, variant)`.
 
 Sizes:
-  tiny             CPU tests and the demo: 64x64 images, patch 8 (8x8 grid), 2-layer ViT/T5 at
-                   width 64, heatmaps 32x32 (two upsampling blocks), vocab 512.
+  tiny             CPU tests: 64x64 images, patch 8 (8x8 grid), 2-layer ViT/T5 at width 64,
+                   heatmaps 32x32 (two upsampling blocks), vocab 512. configs/rahf.py's tiny
+                   (the demo) overrides the input (128x128, patch 16) and the encoder depths (4).
   B16_t5base_384   the paper's backbone sizes: ViT-B/16 at 384 + t5-base, reproduction heads.
   L16_t5base_384   the PyTorch reproduction's: ViT-L/16 at 384 + t5-base, its heads.
 Variants (rahf_jax.features): MULTI_HEAD, AUGMENTED_PROMPT.
