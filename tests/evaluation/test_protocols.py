@@ -128,6 +128,7 @@ class _FakePredictor:
 
   def __init__(self):
     self.decode_lengths = []
+    self.decode_prompts = []
     self.images = None
 
   def encode_prompts(self, prompts):
@@ -141,8 +142,9 @@ class _FakePredictor:
     arrays.update({f"heatmap_{h}": np.zeros((n, 2, 2), np.float32) for h in F.HEATMAP_TYPES})
     return arrays
 
-  def decode(self, image, prompt_ids, max_length):
+  def decode(self, image, prompt_ids, max_length, prompts=None):
     self.decode_lengths.append(max_length)
+    self.decode_prompts.append(prompts)
     return np.asarray([[int(row[0]) + 10, F.EOS_ID] for row in prompt_ids], np.int32)
 
 
@@ -172,6 +174,8 @@ def test_reproduction_collector_uses_raw_inputs_and_keeps_mismatched_labels():
   evaluator._collect_reproduction(c, predictor, batch, rows)
   pred, ref = c.as_arrays()
   assert predictor.decode_lengths == [protocols.REPRODUCTION_MAX_NEW_TOKENS]
+  # Constrained decoding copies the raw rows' clean prompts.
+  assert predictor.decode_prompts == [[r["prompt"] for r in rows]]
   np.testing.assert_array_equal(predictor.images[:2], 0.25)  # the raw rows' images
   assert pred[F.WORDS_TYPE] == ["w12", "w13"]  # one decoded word per prompt of 2 and 3 words
   assert ref[F.WORDS_TYPE] == ["a dog_0", "a yellow_0"]  # both scored, the mismatch truncated
