@@ -67,12 +67,10 @@ def make_data(out_dir: str, timings: dict) -> str:
   config = synthetic.SyntheticConfig(**DEMO_DATA)
   with _stage("synthetic RichHF-format data", timings):
     if not synthetic.is_current(raw, config):
-      # Data of another generator version or size (an older demo_out) is made again, and the
-      # build of it removed with it.
-      for stale in (raw, os.path.join(data_dir, "richhf18k")):
-        if os.path.isdir(stale):
-          print(f"removing {stale}: written by another version of the demo's data", flush=True)
-          shutil.rmtree(stale)
+      # Data of another generator version or size (an older demo_out) is made again; its build,
+      # the run trained on it and that run's evaluation are removed with it.
+      stale = (raw, os.path.join(data_dir, "richhf18k"), *_run_dirs(out_dir))
+      _remove(stale, "made from another version of the demo's data")
       synthetic.write_synthetic_richhf(raw, config)
   with _stage("tfds build richhf18k", timings):
     from rahf_jax.data.tasks import TFDS_VERSION  # noqa: PLC0415 (SeqIO)
@@ -84,6 +82,29 @@ def make_data(out_dir: str, timings: dict) -> str:
       print(" ".join(cmd), flush=True)
       subprocess.run(cmd, check=True)
   return data_dir
+
+
+def _run_dirs(out_dir: str) -> tuple[str, str]:
+  return os.path.join(out_dir, "workdir"), os.path.join(out_dir, "eval_test")
+
+
+def _remove(paths, why: str) -> None:
+  for path in paths:
+    if os.path.isdir(path):
+      print(f"removing {path}: {why}", flush=True)
+      shutil.rmtree(path)
+
+
+def _is_other_run(workdir: str, config) -> bool:
+  """True when workdir holds a run of another config (an older demo's), which cannot resume."""
+  from rahf_jax.train.checkpointing import config_to_dict  # noqa: PLC0415
+
+  try:
+    with open(os.path.join(workdir, "config.json"), encoding="utf-8") as f:
+      saved = json.load(f)
+  except (OSError, ValueError):
+    return False
+  return saved != json.loads(json.dumps(config_to_dict(config)))
 
 
 def _build_report(data_dir: str) -> str:
@@ -188,6 +209,8 @@ def run_demo(out_dir: str = "demo_out", data_only: bool = False) -> None:
   workdir = os.path.join(out_dir, "workdir")
   config = load_config(*DEMO_CONFIG)
   config.data.data_dir = data_dir
+  if _is_other_run(workdir, config):
+    _remove(_run_dirs(out_dir), "a run of another demo config")
   with _stage(f"train {':'.join(DEMO_CONFIG)} ({config.num_train_steps} steps)", timings):
     train_and_evaluate(config, workdir)
   report = evaluate_and_report(out_dir, workdir, data_dir, timings)

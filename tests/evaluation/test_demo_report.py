@@ -45,3 +45,17 @@ def test_report_names_the_checkpoint_and_links_the_curves(tmp_path):
   assert "baseline: all zeros" in report
   assert "![learning curves](learning_curves.png)" in report
   assert "own colour scale" in report
+
+
+def test_a_run_of_another_demo_config_is_recognised(tmp_path):
+  """An older demo_out's run (another config) cannot resume, so the demo starts it again."""
+  from rahf_jax.train.checkpointing import save_config
+
+  config = demo.load_config(*demo.DEMO_CONFIG)
+  workdir = str(tmp_path / "workdir")
+  assert not demo._is_other_run(workdir, config)  # no run yet
+  save_config(config, workdir)
+  assert not demo._is_other_run(workdir, config)  # the same config resumes
+  older = demo.load_config(*demo.DEMO_CONFIG)
+  older.model.overrides.image_size = 64
+  assert demo._is_other_run(workdir, older)
