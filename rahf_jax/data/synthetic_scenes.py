@@ -48,7 +48,7 @@ FATES = ("ok", "missing", "wrong_colour", "wrong_shape")
 FATE_PROBS = (0.7, 0.08, 0.11, 0.11)
 # Bumped whenever a change makes the same seed draw different scenes (a demo regenerates its
 # data when the version it recorded differs).
-SCENE_VERSION = 2
+SCENE_VERSION = 3
 MAP_SIZE = 512
 DISK_RADIUS = MAP_SIZE / 20  # 1/20 of the map height
 NUM_ANNOTATORS = 3
@@ -233,7 +233,8 @@ def make_scene(rng: np.random.Generator, size: int = 256, uid: str | None = None
     if colour != bg:
       pairs.add((colour, SHAPES[rng.integers(len(SHAPES))]))
   objects = []
-  for colour, shape in sorted(pairs, key=lambda p: rng.random()):
+  # sorted() first: a set's order follows the per-process string hash (PYTHONHASHSEED).
+  for colour, shape in sorted(sorted(pairs), key=lambda p: rng.random()):
     fate = FATES[rng.choice(len(FATES), p=FATE_PROBS)]
     drawn_colour, drawn_shape = colour, shape
     if fate == "wrong_colour":

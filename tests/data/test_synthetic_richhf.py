@@ -2,6 +2,8 @@
 
 import glob
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -99,6 +101,25 @@ def test_deterministic_from_seed(tmp_path):
 
   assert content("a") == content("b")
   assert content("a") != content("c")
+
+
+def test_scenes_do_not_depend_on_the_process_hash_seed():
+  code = (
+    "import hashlib; from rahf_jax.data import synthetic_scenes as s, synthetic as y; "
+    "print(hashlib.md5(b''.join(s.make_scene(y.scene_rng(0, 2, i), 48).image.tobytes() "
+    "for i in range(30))).hexdigest())"
+  )
+  digests = {
+    subprocess.run(
+      [sys.executable, "-c", code],
+      capture_output=True,
+      text=True,
+      check=True,
+      env={**os.environ, "PYTHONHASHSEED": seed},
+    ).stdout  # fmt: skip
+    for seed in ("1", "2")
+  }
+  assert len(digests) == 1, digests
 
 
 def test_is_current_checks_the_generator_version_and_the_config(tmp_path):
