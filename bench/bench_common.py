@@ -7,11 +7,36 @@ that an orchestrating parent process never initialises a device backend.
 import json
 import os
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 GIB = 1024**3
+
+
+def run_child(script: str, argv: Sequence[str], timeout_s: float) -> dict:
+  """Runs `script` with `argv --result_json <file>` in a fresh Python; returns that JSON.
+
+  A child that wrote no JSON gives {"status": "failed (rc=...)"}; one that wrote a partial
+  result ({"status": "incomplete"}: killed at its time limit, or crashed) gets the return
+  code appended.
+  """
+  out = f"/tmp/{os.path.basename(script)}_child_{os.getpid()}_{time.time_ns()}.json"
+  cmd = [sys.executable, os.path.abspath(script), *argv, "--result_json", out]
+  try:
+    rc = subprocess.run(cmd, timeout=timeout_s).returncode
+  except subprocess.TimeoutExpired:
+    rc = "timeout"
+  if not os.path.exists(out):
+    return {"status": f"failed (rc={rc})"}
+  with open(out, encoding="utf-8") as f:
+    result = json.load(f)
+  os.remove(out)
+  if result.get("status") == "incomplete":
+    result["status"] = f"incomplete (rc={rc})"
+  return result
 
 
 def time_calls(fn: Callable[[], Any], steps: int, warmup: int) -> list[float]:

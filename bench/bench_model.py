@@ -34,7 +34,6 @@ RAHF prediction of all seven outputs costs seven of them.
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 import traceback
@@ -221,25 +220,6 @@ def measure_peak(args) -> dict:
   return info
 
 
-def _child(argv: list[str], timeout_s: float) -> dict | None:
-  """Runs this script with `argv` in a fresh process; returns its --result_json or None."""
-  out = f"/tmp/bench_model_child_{os.getpid()}_{time.time_ns()}.json"
-  cmd = [sys.executable, os.path.abspath(__file__), *argv, "--result_json", out]
-  try:
-    proc = subprocess.run(cmd, timeout=timeout_s)
-    rc = proc.returncode
-  except subprocess.TimeoutExpired:
-    rc = "timeout"
-  if os.path.exists(out):
-    with open(out, encoding="utf-8") as f:
-      result = json.load(f)
-    os.remove(out)
-    if result.get("status") == "incomplete":  # killed at its time limit, or crashed
-      result["status"] = f"incomplete (rc={rc})"
-    return result
-  return {"status": f"failed (rc={rc})"}
-
-
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--sizes", default="tiny", help="comma list: tiny,B16_t5base_384,...")
@@ -287,7 +267,8 @@ def main(argv=None) -> int:
   runs = parse_runs(args)
   start = time.perf_counter()
   if args.isolate:
-    info = _child(
+    info = bc.run_child(
+      __file__,
       ["--child_peak", "--peak_n", str(args.peak_n), "--peak_dtype", args.peak_dtype],
       args.run_timeout_s,
     )
@@ -314,7 +295,7 @@ def main(argv=None) -> int:
     )
     if args.isolate:
       child_argv = ["--child_run", json.dumps(run), "--peak_tflops", str(peak or 0)]
-      row = {**base, **_child(child_argv, min(args.run_timeout_s, left))}
+      row = {**base, **bc.run_child(__file__, child_argv, min(args.run_timeout_s, left))}
       row = _derive(row, peak)
     else:
       row = bench_one(run, peak)

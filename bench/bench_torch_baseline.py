@@ -288,22 +288,6 @@ def run_task(task: dict) -> dict:
   return out
 
 
-def _child(task: dict, timeout_s: float) -> dict:
-  out = f"/tmp/bench_torch_baseline_{os.getpid()}_{time.time_ns()}.json"
-  cmd = [sys.executable, os.path.abspath(__file__), "--child_task", json.dumps(task)]
-  try:
-    proc = subprocess.run(cmd + ["--result_json", out], timeout=timeout_s)
-    rc = proc.returncode
-  except subprocess.TimeoutExpired:
-    rc = "timeout"
-  if os.path.exists(out):
-    with open(out, encoding="utf-8") as f:
-      result = json.load(f)
-    os.remove(out)
-    return result
-  return {"status": f"failed (rc={rc})"}
-
-
 def _platform() -> str:
   """'gpu' or 'cpu', asked of a child process (the parent never initialises a backend)."""
   code = "import jax; print(jax.devices()[0].platform)"
@@ -407,7 +391,13 @@ def main(argv=None) -> int:
           r = {"status": f"skipped (deadline {args.deadline_s:.0f} s)"}
         else:
           print(f"# {impl} {part} {dtype} batch {batch[part]}", flush=True)
-          r = run_task(task) if args.in_process else _child(task, min(args.task_timeout_s, left))
+          r = (
+            run_task(task)
+            if args.in_process
+            else bc.run_child(
+              __file__, ["--child_task", json.dumps(task)], min(args.task_timeout_s, left)
+            )
+          )
         if impl == "torch" and str(r.get("status")).startswith("torch absent"):
           torch_absent = r["status"]
         results.append({**task, **r})
