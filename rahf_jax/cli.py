@@ -1,8 +1,9 @@
-"""`rahf-jax train | eval | predict | score | convert | demo`: the command-line entry point.
+"""`rahf-jax train | calibrate | eval | predict | score | convert | demo`: the command line.
 
   rahf-jax train   --config configs/rahf.py:tiny,multihead --workdir DIR [--config.<field>=<value>]
+  rahf-jax calibrate --workdir DIR [--split dev] [--data_dir D] [--best]
   rahf-jax eval    --workdir DIR --split test [--data_dir D] [--out DIR] [--best]
-                   [--protocol paper|reproduction] [--decoding constrained|free]
+                   [--protocol paper|reproduction] [--decoding constrained|free] [--mark_bias B]
   rahf-jax predict --workdir DIR --image PATH --prompt TEXT [--out DIR]
   rahf-jax score   --workdir DIR (--manifest F.jsonl | --images DIR --prompt TEXT) --out F.jsonl
                    [--rank] [--masks DIR] [--gallery F.html] [--words] [--batch_size N]
@@ -25,14 +26,16 @@ from ml_collections import config_flags
 
 from rahf_jax.reward import score_cli
 
-COMMANDS = ("train", "eval", "predict", "score", "convert", "demo")
+COMMANDS = ("train", "calibrate", "eval", "predict", "score", "convert", "demo")
 USAGE = __doc__.split("\n\n")[1]
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config", None, "configs/<file>.py:<arg>", lock_config=True
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "training run directory (checkpoints, config.json)")
-_SPLIT = flags.DEFINE_string("split", "test", "eval: dataset split (train, dev, test)")
+_SPLIT = flags.DEFINE_string(
+  "split", "test", "eval: dataset split (train, dev, test); calibrate: the held-out split (dev)"
+)
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "eval: TFDS data dir (default: the run's)")
 _OUT = flags.DEFINE_string("out", None, "output folder (eval, predict, demo)")
 _BEST = flags.DEFINE_bool("best", False, "eval/predict: use the best checkpoint, not the newest")
@@ -52,6 +55,12 @@ _DECODING = flags.DEFINE_enum(
   ["constrained", "free"],
   "eval: misaligned words by copying the prompt and choosing the marks (constrained), or by "
   "greedy decoding over the whole vocabulary (free)",
+)
+_MARK_BIAS = flags.DEFINE_float(
+  "mark_bias",
+  None,
+  "eval: constrained decoding's mark bias (default: the one `rahf-jax calibrate` recorded for "
+  "the checkpoint, else 0)",
 )
 _CHECKPOINT = flags.DEFINE_string(
   "checkpoint", None, "convert: the PyTorch RAHF reproduction's state dict (rahf_model.pt)"
@@ -84,13 +93,28 @@ def _train() -> None:
   train_and_evaluate(config, _required(_WORKDIR, "train"))
 
 
+def _calibrate() -> None:
+  from rahf_jax.evaluation.mark_calibration import calibrate_workdir  # noqa: PLC0415
+
+  workdir = _required(_WORKDIR, "calibrate")
+  split = _SPLIT.value if _SPLIT.present else "dev"
+  record = calibrate_workdir(workdir, split, _DATA_DIR.value, _BEST.value)
+  print("mark bias | F1 % (all examples) | F1 % (examples with a misaligned word)")
+  for bias, f1 in record["f1_by_bias"].items():
+    print(f"{float(bias):9.1f} | {100 * (f1 or 0):19.1f} | "
+          f"{100 * (record['f1_gt_positive_by_bias'][bias] or 0):.1f}")  # fmt: skip
+  print(f"chose mark bias {record['mark_bias']:g} on {split} ({record['num_examples']} examples); "
+        f"wrote {workdir}/mark_bias.json")  # fmt: skip
+
+
 def _eval() -> None:
   from rahf_jax.evaluation.evaluator import evaluate_workdir  # noqa: PLC0415
 
   workdir = _required(_WORKDIR, "eval")
   out = _OUT.value or os.path.join(workdir, f"eval_{_SPLIT.value}")
   evaluate_workdir(workdir, _SPLIT.value, _DATA_DIR.value, out, _BEST.value, _MAX_BATCHES.value,
-                   protocol=_PROTOCOL.value, decoding=_DECODING.value)  # fmt: skip
+                   protocol=_PROTOCOL.value, decoding=_DECODING.value,
+                   mark_bias=_MARK_BIAS.value)  # fmt: skip
   with open(os.path.join(out, "metrics.md"), encoding="utf-8") as f:
     print(f.read())
   print(f"wrote {out}/metrics.json, metrics.md, words.tsv, overlays/")
@@ -126,6 +150,7 @@ def _demo() -> None:
 
 _RUN = {
   "train": _train,
+  "calibrate": _calibrate,
   "eval": _eval,
   "predict": _predict,
   "score": score_cli.run,

@@ -5,7 +5,8 @@ Writes into the output folder (default demo_out/):
   tfds/       the `tfds build` of the richhf18k builder over raw/ (+ its build report)
   workdir/    the training run of configs/rahf.py:tiny,multihead (checkpoints, TensorBoard)
   eval_test/  metrics.json, metrics.md, words.tsv and overlays/ on the synthetic test split,
-              from the best checkpoint by the dev metric (config.best_metric) when one is kept
+              from the best checkpoint by the dev metric (config.best_metric) when one is kept,
+              its words decoded with the mark bias chosen on dev (workdir/mark_bias.json)
   learning_curves.png  the train (line) and dev (dots) loss terms per output over the steps
   REPORT.md   the timings, the checkpoint evaluated, the tables with their baseline rows, the
               learning curves and where to look
@@ -176,15 +177,19 @@ def write_report(
 
 def evaluate_and_report(out_dir: str, workdir: str, data_dir: str, timings: dict) -> str:
   """Evaluates workdir's checkpoint on the test split into out/eval_test (the best checkpoint
-  by the dev metric when the run kept one, else the newest), draws out/learning_curves.png from
+  by the dev metric when the run kept one, else the newest; its misaligned words decoded with the
+  mark bias chosen on the dev split, workdir/mark_bias.json), draws out/learning_curves.png from
   the run's events and writes out/REPORT.md; returns the report's path."""
   from rahf_jax.evaluation.curves import write_learning_curves  # noqa: PLC0415
   from rahf_jax.evaluation.evaluator import evaluate_workdir  # noqa: PLC0415
+  from rahf_jax.evaluation.mark_calibration import calibrate_workdir  # noqa: PLC0415
   from rahf_jax.evaluation.tables import metrics_to_markdown  # noqa: PLC0415
   from rahf_jax.train.checkpointing import checkpoint_steps  # noqa: PLC0415
 
   eval_dir = os.path.join(out_dir, "eval_test")
   best = bool(checkpoint_steps(workdir, best=True))
+  with _stage("choose the mark bias on the dev split", timings):
+    calibrate_workdir(workdir, "dev", data_dir, best=best)
   with _stage("evaluate on the synthetic test split", timings):
     metrics = evaluate_workdir(workdir, "test", data_dir, eval_dir, best=best, reference=False)
   curves = write_learning_curves(

@@ -40,6 +40,8 @@ def _error_line(stderr: str) -> str:
     (["predict", "--workdir=/nonexistent/run", "--image=/nonexistent.png", "--prompt=a cat"],
      "image '/nonexistent.png' not found"),
     (["eval"], "needs --workdir"),
+    (["calibrate"], "needs --workdir"),
+    (["calibrate", "--workdir=/nonexistent/run"], "is not a training workdir; train first"),
     (["eval", "--bogus=1"], "Unknown command line flag 'bogus'"),
     (["convert", "--out=/tmp/x"], "needs --checkpoint"),
     (["convert", "--checkpoint=/nonexistent/rahf_model.pt", f"--spiece={CONFIG}",

@@ -123,6 +123,11 @@ def test_demo_report_from_the_run(trained, tmp_path):
   assert f"Checkpoint: step {best_step}, the best by dev/loss" in report
   metrics = json.loads((out / "eval_test" / "metrics.json").read_text())
   assert metrics["checkpoint"]["kind"] == "best" and metrics["checkpoint"]["step"] == best_step
+  # The words are decoded with the mark bias chosen on dev for this checkpoint.
+  record = json.loads((root / "run" / "mark_bias.json").read_text())
+  assert record["checkpoint"] == {"kind": "best", "step": best_step} and record["split"] == "dev"
+  assert metrics["mark_bias"] == record["mark_bias"]
+  assert f"constrained decoding, mark bias {record['mark_bias']:g}" in report
   for row in ("baseline: mean score", "baseline: all zeros", "baseline: mean GT map",
               "baseline: unmarked prompt"):  # fmt: skip
     assert row in report
@@ -135,3 +140,38 @@ def test_demo_report_from_the_run(trained, tmp_path):
 
   curves = Image.open(out / "learning_curves.png")
   assert curves.size[0] > 0 and curves.size[1] > 0
+
+
+def test_calibrate_records_the_best_dev_bias_and_predictions_use_it(trained):
+  """`rahf-jax calibrate` decodes dev once per bias; each F1 is the evaluator's at that bias, the
+  record holds the best, and a restored predictor of that checkpoint decodes with it. A bias
+  too large to lose marks every word: the all-marked baseline's F1."""
+  from rahf_jax import features as F
+  from rahf_jax.evaluation import baselines, evaluator, mark_calibration
+  from rahf_jax.inference.predictor import Predictor
+
+  root, _, _ = trained
+  run = str(root / "run")
+  proc = subprocess.run(
+    [sys.executable, "-m", "rahf_jax.cli", "calibrate", f"--workdir={run}"],
+    capture_output=True, text=True, timeout=600, cwd=REPO,
+  )  # fmt: skip
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  record = json.loads((root / "run" / "mark_bias.json").read_text())
+  assert f"chose mark bias {record['mark_bias']:g} on dev" in proc.stdout
+  f1 = {float(b): v for b, v in record["f1_by_bias"].items()}
+  assert sorted(f1) == list(mark_calibration.CANDIDATES)
+  assert f1[record["mark_bias"]] == max(f1.values())
+  assert record["checkpoint"] == {"kind": "newest", "step": 120}
+
+  predictor = Predictor.from_workdir(run)
+  assert predictor.mark_bias == record["mark_bias"]
+  for bias in {0.0, record["mark_bias"]}:
+    predictor.mark_bias = bias
+    words = evaluator.evaluate(predictor, "dev")[0]["words"]
+    assert words["f1"] == f1[bias], bias
+
+  by_bias, n = mark_calibration.f1_by_mark_bias(predictor, "dev", candidates=(1e6,))
+  refs = evaluator.evaluate(predictor, "dev")[1].ref[F.WORDS_TYPE]
+  assert n == len(refs) > 0
+  assert by_bias[1e6]["f1"] == baselines.word_baselines(refs)[baselines.ALL_MARKED]["f1"]

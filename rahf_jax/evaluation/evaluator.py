@@ -168,6 +168,17 @@ def _collect_reproduction(c: _Collector, predictor: Predictor, batch, rows: list
       c.examples.append({"image": image[i], "pred_words": texts[i], "ref_words": row["reference"]})
 
 
+def split_config(predictor: Predictor, split: str, data_dir: str | None, max_batches: int = -1):
+  """The predictor's run config, set to read `max_batches` (-1: all) of `split` from `data_dir`
+  (None: the run's)."""
+  config = predictor.setup.config.copy_and_resolve_references()
+  config.data.eval_split = split
+  config.num_eval_batches = max_batches
+  if data_dir:
+    config.data.data_dir = data_dir
+  return config
+
+
 def evaluate(
   predictor: Predictor,
   split: str = "test",
@@ -183,11 +194,7 @@ def evaluate(
       docstring and rahf_jax.evaluation.protocols).
   """
   protocols.check_protocol(protocol)
-  config = predictor.setup.config.copy_and_resolve_references()
-  config.data.eval_split = split
-  config.num_eval_batches = max_batches
-  if data_dir:
-    config.data.data_dir = data_dir
+  config = split_config(predictor, split, data_dir, max_batches)
   rows = None
   if protocol == protocols.REPRODUCTION:
     if config.data.source != "tfds":
@@ -276,6 +283,7 @@ def evaluate_workdir(
   reference: bool | None = None,
   protocol: str = protocols.PAPER,
   decoding: str = "constrained",
+  mark_bias: float | None = None,
 ) -> dict:
   """Restores a run's checkpoint, evaluates it on `split` and writes the report.
 
@@ -286,14 +294,18 @@ def evaluate_workdir(
       heading of metrics.md.
     decoding: how the misaligned words are decoded, "constrained" or "free" (Predictor);
       recorded in metrics.json.
+    mark_bias: constrained decoding's mark bias; None: the one `rahf-jax calibrate` recorded for
+      this checkpoint, else 0 (rahf_jax.inference.mark_bias); recorded in metrics.json.
 
   Returns:
     The metrics (as in metrics.json), with "checkpoint" (`checkpoint_info`).
   """
-  predictor = Predictor.from_workdir(workdir, best=best, decoding=decoding)
+  predictor = Predictor.from_workdir(workdir, best=best, decoding=decoding, mark_bias=mark_bias)
   metrics, collected = evaluate(predictor, split, data_dir, max_batches, protocol)
   metrics["checkpoint"] = checkpoint_info(workdir, best)
   metrics["decoding"] = decoding
+  if decoding == "constrained":
+    metrics["mark_bias"] = predictor.mark_bias
   if reference is None:
     n = len(collected.ref[F.SCORE_TYPES[0]])
     reference = split == "test" and n == OFFICIAL_TEST_SIZE

@@ -340,6 +340,8 @@ def metrics_to_markdown(metrics: Mapping, reference: bool = False) -> str:
     for source, table in _sources("words", reference):
       rows.append([source] + [_fmt(table.get(k), 1) for k, _ in WORD_COLUMNS])
     decoding = f", {metrics['decoding']} decoding" if metrics.get("decoding") else ""
+    if metrics.get("mark_bias") is not None:
+      decoding += f", mark bias {metrics['mark_bias']:g}"
     lines += [f"### Misaligned words (per-example mean, %{decoding})", ""]
     lines += _table(["source"] + [c for _, c in WORD_COLUMNS], rows) + [""]
     if "words" in metrics.get("baselines", {}):

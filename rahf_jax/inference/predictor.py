@@ -10,8 +10,9 @@
 
 Decoding (`decoding=`): "constrained" (the default) copies the prompt's words and lets the decoder
 choose only where the `_0` marks go (rahf_jax.models.constrained_decode), so the output is always
-the prompt, marked; "free" is plain greedy decoding over the whole vocabulary, which can write
-words that are not in the prompt.
+the prompt, marked (with the mark bias `rahf-jax calibrate` chose on a held-out split, recorded
+in the workdir: rahf_jax.inference.mark_bias); "free" is plain greedy decoding over the whole
+vocabulary, which can write words that are not in the prompt.
 """
 
 import dataclasses
@@ -27,6 +28,7 @@ from PIL import Image
 
 from rahf_jax import features as F
 from rahf_jax.inference import postprocess, prompt_copy
+from rahf_jax.inference.mark_bias import read_mark_bias
 from rahf_jax.inference.tokenizer import load_tokenizer
 from rahf_jax.models import build_model_from_config, constrained_decode, greedy_decode
 from rahf_jax.train import checkpointing, steps
@@ -93,10 +95,14 @@ DECODINGS = ("constrained", "free")
 class Predictor:
   """Runs a restored RAHF model on batches (jitted, sharded over the config's mesh)."""
 
-  def __init__(self, setup, params, tokenizer, decoding: str = "constrained"):
+  def __init__(
+    self, setup, params, tokenizer, decoding: str = "constrained", mark_bias: float = 0.0
+  ):
     if decoding not in DECODINGS:
       raise ValueError(f"decoding {decoding!r} unknown; use one of {DECODINGS}.")
     self.decoding = decoding
+    self.mark_bias = float(mark_bias)
+    self.step: int | None = None  # the checkpoint's step, when restored by from_workdir
     self.setup = setup
     self.params = params
     self.tokenizer = tokenizer
@@ -110,9 +116,11 @@ class Predictor:
     def decode(params, image, prompt_ids, max_length):
       return greedy_decode(model, {"params": params}, image, prompt_ids, max_length)
 
-    def decode_copy(params, image, prompt_ids, copy_ids, can_mark, mark_ids):
+    def decode_copy(params, image, prompt_ids, copy_ids, can_mark, mark_ids, mark_bias):
       variables = {"params": params}
-      return constrained_decode(model, variables, image, prompt_ids, copy_ids, can_mark, mark_ids)
+      return constrained_decode(
+        model, variables, image, prompt_ids, copy_ids, can_mark, mark_ids, mark_bias
+      )
 
     # As the train/eval steps: traced and run under the mesh and the logical rules.
     self._heads = steps.with_mesh_context(jax.jit(heads), mesh, rules)
@@ -122,17 +130,29 @@ class Predictor:
 
   @classmethod
   def from_workdir(
-    cls, workdir: str, best: bool = False, step: int | None = None, decoding: str = "constrained"
+    cls,
+    workdir: str,
+    best: bool = False,
+    step: int | None = None,
+    decoding: str = "constrained",
+    mark_bias: float | None = None,
   ) -> "Predictor":
     """The params of the newest (or the best, or `step`'s) checkpoint of a workdir.
 
     Our training runs and converted checkpoints (`rahf-jax convert`) alike; only the
-    parameters are read, straight into their shardings.
+    parameters are read, straight into their shardings. `mark_bias` None: the bias that
+    `rahf-jax calibrate` recorded for this checkpoint (rahf_jax.inference.mark_bias), else 0.
     """
     config = load_config(workdir)
     setup = InferenceSetup.from_config(config)
-    params, _ = checkpointing.restore_params(workdir, setup.abstract_params, step=step, best=best)
-    return cls(setup, params, load_tokenizer(config.data.vocabulary), decoding)
+    params, restored = checkpointing.restore_params(
+      workdir, setup.abstract_params, step=step, best=best
+    )
+    if mark_bias is None:
+      mark_bias = read_mark_bias(workdir, "best" if best else "newest", restored)
+    predictor = cls(setup, params, load_tokenizer(config.data.vocabulary), decoding, mark_bias)
+    predictor.step = restored
+    return predictor
 
   @property
   def step_multiple(self) -> int:
@@ -158,11 +178,12 @@ class Predictor:
     prompt_ids: np.ndarray,
     max_length: int,
     prompts: Sequence[str] | None = None,
+    mark_bias: float | None = None,
   ) -> np.ndarray:
     """Decoded ids int32 [B, max_length] of the `_0`-marked prompt (`self.decoding`'s way).
 
     `prompts`: the prompt texts behind prompt_ids, which constrained decoding copies; None reads
-    them back from prompt_ids.
+    them back from prompt_ids. `mark_bias`: constrained decoding's bias; None: `self.mark_bias`.
     """
     if self.decoding == "free":
       batch, n = self._pad({"image": image, "prompt_ids": prompt_ids})
@@ -177,7 +198,7 @@ class Predictor:
     )  # fmt: skip
     ids = self._decode_copy(
       self.params, batch["image"], batch["prompt_ids"], batch["copy_ids"], batch["can_mark"],
-      plan.mark_ids,
+      plan.mark_ids, self.mark_bias if mark_bias is None else float(mark_bias),
     )  # fmt: skip
     return np.asarray(jax.device_get(ids))[:n]
 

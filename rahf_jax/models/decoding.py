@@ -90,7 +90,7 @@ def greedy_decode(model, variables, image, prompt_ids, max_length: int, use_cach
 
 
 @functools.partial(jax.jit, static_argnames=("model",))
-def _constrained(model, params, image, prompt_ids, copy_ids, can_mark, mark_ids):
+def _constrained(model, params, image, prompt_ids, copy_ids, can_mark, mark_ids, mark_bias):
   batch, max_length = copy_ids.shape
   num_mark = mark_ids.shape[0]
   cache, next_logits = _cached_decoder(model, params, image, prompt_ids, max_length)
@@ -106,7 +106,7 @@ def _constrained(model, params, image, prompt_ids, copy_ids, can_mark, mark_ids)
       (in_mark == 0)
       & can_mark[rows, ptr_c]
       & ~marked
-      & (logits[rows, mark_ids[0]] > logits[rows, copy])
+      & (logits[rows, mark_ids[0]] + mark_bias > logits[rows, copy])
     )
     writing_mark = (in_mark > 0) | choose_mark
     nxt = jnp.where(writing_mark, mark_ids[jnp.minimum(in_mark, num_mark - 1)], copy)
@@ -125,7 +125,9 @@ def _constrained(model, params, image, prompt_ids, copy_ids, can_mark, mark_ids)
   return ids.T
 
 
-def constrained_decode(model, variables, image, prompt_ids, copy_ids, can_mark, mark_ids):
+def constrained_decode(
+  model, variables, image, prompt_ids, copy_ids, can_mark, mark_ids, mark_bias: float = 0.0
+):
   """Token ids int32 [B, L] that copy `copy_ids` (the prompt's words, then EOS) and write the
   mark `mark_ids` after a word where `can_mark` allows it and the decoder scores the mark's first
   token above the next copied token; L = copy_ids.shape[1]. Greedy, with the key/value cache.
@@ -141,4 +143,5 @@ def constrained_decode(model, variables, image, prompt_ids, copy_ids, can_mark, 
     jnp.asarray(copy_ids, jnp.int32),
     jnp.asarray(can_mark, bool),
     jnp.asarray(mark_ids, jnp.int32),
+    jnp.asarray(mark_bias, jnp.float32),
   )

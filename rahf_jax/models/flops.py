@@ -15,6 +15,7 @@ the elementwise work (bias adds, norms, activations). For L16 the two nearly can
 """
 
 from rahf_jax import features
+from rahf_jax.models.vit import stem_widths
 
 
 def _conv(h, w, cin, cout, k=3):
@@ -36,6 +37,19 @@ def upsample_flops(s: int, cin: int, cout: int, upsample_impl: str = "transpose"
   raise ValueError(f"upsample_impl {upsample_impl!r} unknown; use 'transpose' or 'subpixel'.")
 
 
+def vit_stem_flops(image_size: int, patch_size: int, width: int, stem: str = "patch") -> int:
+  """The ViT's patch embedding: one strided p x p conv ("patch"), or the conv stem's 3x3
+  stride-2 convs and its 1x1 embedding ("conv", models/vit.py)."""
+  g = image_size // patch_size
+  if stem == "patch":
+    return 2 * g * g * patch_size**2 * 3 * width
+  f, c, s = 0, 3, image_size
+  for w in stem_widths(patch_size, width):
+    s = -(-s // 2)  # SAME padding, stride 2
+    f, c = f + _conv(s, s, c, w), w
+  return f + _conv(s, s, c, width, k=1)
+
+
 def heatmap_head_flops(grid: int, d_in: int, head, upsample_impl: str = "transpose") -> int:
   """One heatmap head on a grid x grid x d_in feature map (upsampling as `upsample_impl` runs)."""
   f, c, s = 0, d_in, grid
@@ -55,7 +69,10 @@ def score_head_flops(grid: int, d_in: int, head) -> int:
   f, c = 0, d_in
   for w in head.convs:
     f, c = f + _conv(grid, grid, c, w), w
-  fin = c if head.get("pool", "flatten") == "mean" else grid * grid * c
+  pool = head.get("pool", "flatten")
+  fin = grid * grid * c if pool == "flatten" else c
+  if pool == "attention":  # the 1x1 scoring conv and the weighted sum over the grid
+    f += _conv(grid, grid, c, 1, k=1) + 2 * grid * grid * c
   for w in list(head.dense) + [1]:
     f, fin = f + 2 * fin * w, w
   return f
@@ -76,7 +93,7 @@ def forward_flops_breakdown(
   g = c.image_size // v.patch_size
   n_img = g * g + (1 if v.cls_token else 0)
   d = v.width
-  vit = 2 * g * g * v.patch_size**2 * 3 * d
+  vit = vit_stem_flops(c.image_size, v.patch_size, d, v.get("stem", "patch"))
   vit += v.depth * (2 * n_img * d * 4 * d + 4 * n_img * n_img * d + 4 * n_img * d * v.mlp_dim)
   proj = 2 * n_img * d * t.d_model
   inner = t.num_heads * t.head_dim

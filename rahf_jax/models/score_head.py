@@ -6,8 +6,10 @@ relu, dense 128, relu, dense 1, sigmoid. The flatten order here is (h, w, c); th
 (c, h, w), which matters only when importing its weights (weights.py).
 
 `pool="mean"` replaces the flatten by a mean over the grid: a readout that does not depend on
-where in the image a feature sits, with far fewer dense weights. No size uses it by default: on the
-demo it gained less than the run-to-run spread.
+where in the image a feature sits, with far fewer dense weights. `pool="attention"` weights that
+mean by a softmax over the grid of a learned 1x1 conv's scores (attention-based pooling, Ilse et
+al., ICML 2018), so that a few cells (one artifact) can carry the score. No registered size uses
+either by default; configs/rahf.py's tiny (the demo) sets its choice.
 """
 
 from collections.abc import Sequence
@@ -40,8 +42,18 @@ class ScoreHead(nn.Module):
       x = x.reshape(x.shape[0], -1)
     elif self.pool == "mean":
       x = x.mean(axis=(1, 2))
+    elif self.pool == "attention":
+      # Attention-based pooling (Ilse et al., 2018): a 1x1 conv scores each grid cell and the
+      # softmax of the scores over the grid weights the mean, so a few cells can carry the score.
+      logits = conv(1, "attention", kernel_size=1, out_axis=None, **kw)(x)
+      weights = jax.nn.softmax(
+        logits.reshape(x.shape[0], -1).astype(at_least_float32(self.dtype)), axis=-1
+      )
+      x = jnp.einsum("bn,bnc->bc", weights.astype(x.dtype), x.reshape(x.shape[0], -1, x.shape[-1]))
     else:
-      raise ValueError(f"score_head.pool must be 'flatten' or 'mean', got {self.pool!r}.")
+      raise ValueError(
+        f"score_head.pool must be 'flatten', 'mean' or 'attention', got {self.pool!r}."
+      )
     for i, f in enumerate(list(self.dense) + [1]):
       out_axis = "score_out" if i < len(self.dense) else None  # the 1-wide output: unsharded
       x = nn.Dense(

@@ -161,7 +161,7 @@ class PosEmbed(nn.Module):
     return x + pe.astype(x.dtype)
 
 
-def _stem_widths(patch_size: int, width: int) -> list[int]:
+def stem_widths(patch_size: int, width: int) -> list[int]:
   """Output widths of the conv stem's stride-2 convs: doubling, the last one `width`."""
   steps = patch_size.bit_length() - 1
   if patch_size != 2**steps or steps == 0:
@@ -192,7 +192,7 @@ class ViT(nn.Module):
     return self.image_size // self.patch_size
 
   def _conv_stem(self, x):
-    for i, c in enumerate(_stem_widths(self.patch_size, self.width)):
+    for i, c in enumerate(stem_widths(self.patch_size, self.width)):
       x = nn.Conv(
         c,
         (3, 3),

@@ -73,11 +73,14 @@ def _replay(ids, copy_ids, can_mark, mark):
   return decisions
 
 
+@pytest.mark.parametrize("mark_bias", [0.0, 0.3], ids=["no bias", "bias 0.3"])
 @pytest.mark.parametrize("mark", [(7,), (7, 11)], ids=["one-token mark", "two-token mark"])
-def test_output_is_the_copy_with_the_decoders_mark_choices(mark):
+def test_output_is_the_copy_with_the_decoders_mark_choices(mark, mark_bias):
   model, variables, image, prompt, copy_ids, can_mark = _setup()
   ids = np.asarray(
-    constrained_decode(model, variables, image, prompt, copy_ids, can_mark, np.array(mark))
+    constrained_decode(
+      model, variables, image, prompt, copy_ids, can_mark, np.array(mark), mark_bias
+    )
   )
   assert ids.shape == copy_ids.shape and ids.dtype == np.int32
   encoded, mask = model.apply(variables, image, prompt, method=model.encode)
@@ -90,7 +93,7 @@ def test_output_is_the_copy_with_the_decoders_mark_choices(mark):
   seen = {True: 0, False: 0}
   for b in range(len(ids)):
     for t, ptr, wrote_mark in _replay(ids[b], copy_ids[b], can_mark[b], mark):
-      margin = logits[b, t, mark[0]] - logits[b, t, copy_ids[b, ptr]]
+      margin = logits[b, t, mark[0]] + mark_bias - logits[b, t, copy_ids[b, ptr]]
       if abs(margin) <= _F64_TOL * np.abs(logits[b, t]).max():
         continue  # a tie to rounding: either choice is right
       assert wrote_mark == (margin > 0), (b, t, margin)
@@ -105,3 +108,15 @@ def test_no_mark_allowed_gives_the_copy():
     model, variables, image, prompt, copy_ids, np.zeros_like(copy_ids, bool), np.array([7])
   )
   np.testing.assert_array_equal(np.asarray(ids), copy_ids)
+
+
+def test_a_large_mark_bias_marks_every_allowed_place_and_a_negative_one_none():
+  model, variables, image, prompt, copy_ids, can_mark = _setup(batch=4)
+  mark = np.array([7])
+  for bias, expect in ((1e6, True), (-1e6, False)):
+    ids = np.asarray(
+      constrained_decode(model, variables, image, prompt, copy_ids, can_mark, mark, bias)
+    )
+    for b in range(len(ids)):
+      decisions = _replay(ids[b], copy_ids[b], can_mark[b], mark)
+      assert decisions and all(wrote == expect for _, _, wrote in decisions), (bias, decisions)

@@ -38,6 +38,25 @@ def test_tiny_forward_flops_match_xla():
   assert flops.train_flops_per_example(c, 8, 6) == 3 * want
 
 
+def test_demo_shaped_forward_flops_match_xla():
+  """The demo's options: a conv stem at 128x128 with 16x16 patches, attention-pooled scores."""
+  c = get_model_config("tiny", features.MULTI_HEAD)
+  c.dtype = "float32"
+  c.image_size, c.vit.patch_size, c.vit.stem = 128, 16, "conv"
+  c.score_head.pool = "attention"
+  model = build_model(c)
+  args = (jnp.zeros((1, 128, 128, 3)), jnp.ones((1, 8), jnp.int32), jnp.ones((1, 6), jnp.int32))
+  v = jax.jit(model.init)({"params": jax.random.key(0)}, *args)
+  got = _xla_flops(model.apply, v, *args)
+  want = sum(flops.forward_flops_breakdown(c, 8, 6).values())
+  assert abs(got - want) / want < 0.10
+  stem = flops.vit_stem_flops(128, 16, c.vit.width, "conv")
+  # 3x3 stride-2 convs 3->8 at 64x64, 8->16 at 32x32, 16->32 at 16x16, 32->64 at 8x8, then 1x1.
+  assert stem == 2 * 9 * (64**2 * 3 * 8 + 32**2 * 8 * 16 + 16**2 * 16 * 32 + 8**2 * 32 * 64) + (
+    2 * 8**2 * 64 * 64
+  )
+
+
 def test_reference_figures():
   c = get_model_config("L16_t5base_384", features.MULTI_HEAD)
   # The reproduction's modules, counted: about 0.69 TFLOP forward per heatmap head at 384x384

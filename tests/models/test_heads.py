@@ -117,3 +117,28 @@ def test_score_head_mean_pool_ignores_where_features_are():
     out = head.apply(v, jnp.asarray(x))
     assert out.dtype == np.float64
     np.testing.assert_allclose(out, head.apply(v, jnp.asarray(moved)), rtol=_F64_TOL)
+
+
+def test_score_head_attention_pool_against_numpy():
+  """pool="attention" (no convs, no hidden dense): sigmoid(w . sum_n softmax(x_n . a + c) x_n + b);
+  a cell whose attention logit is far above the rest carries the score alone."""
+  with jax.enable_x64(True):
+    head = ScoreHead(convs=(), dense=(), pool="attention", dtype=jnp.float64,
+                     param_dtype=jnp.float64)  # fmt: skip
+    rs = np.random.RandomState(0)
+    x = rs.normal(size=(3, 4, 5, 6))
+    v = nn.unbox(head.init(jax.random.key(0), jnp.asarray(x)))
+    p = jax.tree.map(np.asarray, v["params"])
+    a, c = p["attention"]["kernel"].reshape(6), p["attention"]["bias"][0]
+    w, b = p["dense_0"]["kernel"][:, 0], p["dense_0"]["bias"][0]
+    flat = x.reshape(3, 20, 6)
+    logits = flat @ a + c
+    weights = np.exp(logits - logits.max(1, keepdims=True))
+    weights /= weights.sum(1, keepdims=True)
+    want = 1 / (1 + np.exp(-((weights[..., None] * flat).sum(1) @ w + b)))
+    np.testing.assert_allclose(head.apply(v, jnp.asarray(x)), want, rtol=_F64_TOL)
+
+    spike = x.copy()
+    spike[:, 2, 3] = 100.0 * a / np.linalg.norm(a)  # attention logit ~100 above the others
+    alone = 1 / (1 + np.exp(-(spike[:, 2, 3] @ w + b)))
+    np.testing.assert_allclose(head.apply(v, jnp.asarray(spike)), alone, rtol=1e-9)
