@@ -24,6 +24,7 @@ option, so checkpoints are interchangeable):
                             pass keeps only each block's input and recomputes the rest
 """
 
+import math
 from collections.abc import Sequence
 
 import flax.linen as nn
@@ -56,8 +57,8 @@ class ChannelRMSNorm(nn.Module):
     return (y * scale).astype(self.dtype)
 
 
-def conv(features, name, dtype, param_dtype, kernel_size=3, out_axis="conv_out"):
-  """A 'SAME' 3x3 conv with logically partitioned HWIO kernel and bias.
+def conv(features, name, dtype, param_dtype, kernel_size=3, out_axis="conv_out", bias=0.0):
+  """A 'SAME' 3x3 conv with logically partitioned HWIO kernel and bias (initialised to `bias`).
 
   `out_axis=None` keeps a 1-channel output layer unsharded.
   """
@@ -71,7 +72,7 @@ def conv(features, name, dtype, param_dtype, kernel_size=3, out_axis="conv_out")
     kernel_init=nn.with_logical_partitioning(
       nn.initializers.he_normal(), CONV_AXES[:3] + (out_axis,)
     ),
-    bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (out_axis,)),
+    bias_init=nn.with_logical_partitioning(nn.initializers.constant(bias), (out_axis,)),
   )
 
 
@@ -216,6 +217,7 @@ class _Tail(nn.Module):
   """final_conv_i -> relu, then out_conv (1 channel); parameters in the head's scope."""
 
   final_convs: Sequence[int]
+  out_bias: float = 0.0
   dtype: jnp.dtype = jnp.float32
   param_dtype: jnp.dtype = jnp.float32
 
@@ -224,7 +226,7 @@ class _Tail(nn.Module):
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     for i, c in enumerate(self.final_convs):
       x = nn.relu(conv(c, f"final_conv_{i}", **kw)(x))
-    return conv(1, "out_conv", out_axis=None, **kw)(x)
+    return conv(1, "out_conv", out_axis=None, bias=self.out_bias, **kw)(x)
 
 
 class HeatmapHead(nn.Module):
@@ -235,12 +237,16 @@ class HeatmapHead(nn.Module):
   final_convs: Sequence[int] = (192,)
   upsample_impl: str = "transpose"  # "transpose" | "subpixel" (same parameters and function)
   remat: str = "none"  # "none" or a t5_layers.REMAT_POLICIES name, per upsampling block
+  # The map's value at initialisation (out_conv's bias is its logit); 0.5 is a zero bias.
+  init_value: float = 0.5
   dtype: jnp.dtype = jnp.float32
   param_dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x):
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    if not 0.0 < self.init_value < 1.0:
+      raise ValueError(f"heatmap_head.init_value must be in (0, 1), got {self.init_value}.")
     x = x.astype(self.dtype)
     for i, c in enumerate(self.pre_convs):
       x = nn.relu(conv(c, f"pre_conv_{i}", **kw)(x))
@@ -251,7 +257,8 @@ class HeatmapHead(nn.Module):
       block = up_cls(i, c, self.upsample_impl, **kw)
       nn.share_scope(self, block)  # parameters stay `up_{i}_*` directly under the head
       x = block(x)
-    tail = tail_cls(tuple(self.final_convs), **kw)
+    out_bias = math.log(self.init_value / (1.0 - self.init_value))
+    tail = tail_cls(tuple(self.final_convs), out_bias, **kw)
     nn.share_scope(self, tail)
     x = tail(x)
     return jax.nn.sigmoid(x[..., 0].astype(at_least_float32(self.dtype)))

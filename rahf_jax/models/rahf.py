@@ -71,6 +71,7 @@ class RAHF(nn.Module):
       final_convs=tuple(c.heatmap_head.final_convs),
       upsample_impl=c.get("upsample_impl", "transpose"),
       remat=c.get("heatmap_head_remat", "none"),
+      init_value=c.heatmap_head.get("init_value", 0.5),  # absent in older configs
       **kw,
     )
     sc = dict(

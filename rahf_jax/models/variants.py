@@ -89,7 +89,10 @@ def get_model_config(size: str, variant: str = features.MULTI_HEAD) -> ml_collec
   c.t5.dropout_rate = dropout  # T5 dropout (t5-base's HF config uses 0.1); ViT has none
   c.vocab_size = c.t5.get_ref("vocab_size")  # SentencePiece vocabulary size (demo: 512)
   c.heatmap_head = ml_collections.ConfigDict(heatmap)  # conv widths before/in/after upsampling
-  c.score_head = ml_collections.ConfigDict(score)  # conv widths, pool, dense widths (then 1)
+  # The maps' value at initialisation (the output conv's bias is its logit); 0.5 = a zero bias.
+  c.heatmap_head.init_value = 0.5
+  # Score heads: conv widths, pool ("flatten" | "mean" | "attention"), dense widths (then 1).
+  c.score_head = ml_collections.ConfigDict(score)
   # Derived fields are references: overriding image_size or vit.patch_size updates them.
   grid = c.get_ref("image_size") // c.vit.get_ref("patch_size")
   c.num_image_tokens = grid * grid + (1 if c.vit.cls_token else 0)  # encoder's image positions

@@ -4,6 +4,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from rahf_jax.models import heatmap_head
 from rahf_jax.models.score_head import ScoreHead
@@ -142,3 +143,21 @@ def test_score_head_attention_pool_against_numpy():
     spike[:, 2, 3] = 100.0 * a / np.linalg.norm(a)  # attention logit ~100 above the others
     alone = 1 / (1 + np.exp(-(spike[:, 2, 3] @ w + b)))
     np.testing.assert_allclose(head.apply(v, jnp.asarray(spike)), alone, rtol=1e-9)
+
+
+def test_heatmap_head_init_value_sets_the_initial_map():
+  """init_value v: out_conv's bias is logit(v), so a zero feature map (every conv's output is
+  its zero bias until out_conv) gives exactly v everywhere; the default 0.5 is a zero bias."""
+  x = jnp.zeros((2, 4, 4, 16))
+  for value in (0.5, 0.01):
+    head = heatmap_head.HeatmapHead(
+      pre_convs=(8,), up_channels=(8,), final_convs=(8,), init_value=value
+    )
+    v = nn.unbox(head.init(jax.random.key(0), x))
+    np.testing.assert_allclose(v["params"]["out_conv"]["bias"], [np.log(value / (1 - value))],
+                               rtol=1e-6, atol=1e-7)  # fmt: skip
+    np.testing.assert_allclose(head.apply(v, x), np.full((2, 8, 8), value), rtol=1e-6)
+  with pytest.raises(ValueError, match="init_value must be in"):
+    head = heatmap_head.HeatmapHead(pre_convs=(8,), up_channels=(8,), final_convs=(8,),
+                                    init_value=0.0)  # fmt: skip
+    head.init(jax.random.key(0), x)
