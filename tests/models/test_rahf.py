@@ -72,7 +72,8 @@ def _analytic_count(c):
   s, cin = 0, m
   for w in c.score_head.convs:
     s, cin = s + conv(cin, w) + w, w
-  fin = cin if c.score_head.pool == "mean" else g * g * cin
+  fin = g * g * cin if c.score_head.pool == "flatten" else cin
+  s += cin + 1 if c.score_head.pool == "attention" else 0  # the 1x1 attention conv
   for w in list(c.score_head.dense) + [1]:
     s, fin = s + fin * w + w, w
   n_heads = (2, 4) if c.variant == features.MULTI_HEAD else (1, 1)
