@@ -59,7 +59,7 @@ def test_run_config_is_the_native_config(size, variant):
     assert run_settings.vocabulary(config) == native.data.vocabulary
   # The tiny config's loss weights are not t5x's 1/1/1.
   assert run_settings.loss_weights(run_settings.run_config("tiny", variant)) == {
-    "heatmap": 300.0,
+    "heatmap": 100.0,
     "score": 5.0,
     "text": 1.0,
   }
