@@ -25,30 +25,30 @@ def test_heatmap_head_flops_match_xla():
   assert 1.0 <= got / want < 1.03
 
 
-def test_tiny_forward_flops_match_xla():
-  c = get_model_config("tiny", features.AUGMENTED_PROMPT)
+def _forward_flops_vs_xla(c) -> tuple[float, int]:
+  """(XLA's count, ours) of one forward pass of config `c` (8 prompt, 6 target tokens)."""
   c.dtype = "float32"
   model = build_model(c)
-  args = (jnp.zeros((1, 64, 64, 3)), jnp.ones((1, 8), jnp.int32), jnp.ones((1, 6), jnp.int32))
+  image = jnp.zeros((1, c.image_size, c.image_size, 3))
+  args = (image, jnp.ones((1, 8), jnp.int32), jnp.ones((1, 6), jnp.int32))
   v = jax.jit(model.init)({"params": jax.random.key(0)}, *args)
-  got = _xla_flops(model.apply, v, *args)
-  want = sum(flops.forward_flops_breakdown(c, 8, 6).values())
+  return _xla_flops(model.apply, v, *args), sum(flops.forward_flops_breakdown(c, 8, 6).values())
+
+
+def test_tiny_forward_flops_match_xla():
+  c = get_model_config("tiny", features.AUGMENTED_PROMPT)
+  got, want = _forward_flops_vs_xla(c)
   # Matmuls/convs dominate; XLA adds elementwise work and simplifies some ops, within 10% here.
   assert abs(got - want) / want < 0.10
   assert flops.train_flops_per_example(c, 8, 6) == 3 * want
 
 
-def test_demo_shaped_forward_flops_match_xla():
-  """The demo's options: a conv stem at 128x128 with 16x16 patches, attention-pooled scores."""
+def test_conv_stem_and_attention_pool_flops_match_xla():
+  """A conv stem at 128x128 with 16x16 patches and attention-pooled score heads."""
   c = get_model_config("tiny", features.MULTI_HEAD)
-  c.dtype = "float32"
   c.image_size, c.vit.patch_size, c.vit.stem = 128, 16, "conv"
   c.score_head.pool = "attention"
-  model = build_model(c)
-  args = (jnp.zeros((1, 128, 128, 3)), jnp.ones((1, 8), jnp.int32), jnp.ones((1, 6), jnp.int32))
-  v = jax.jit(model.init)({"params": jax.random.key(0)}, *args)
-  got = _xla_flops(model.apply, v, *args)
-  want = sum(flops.forward_flops_breakdown(c, 8, 6).values())
+  got, want = _forward_flops_vs_xla(c)
   assert abs(got - want) / want < 0.10
   stem = flops.vit_stem_flops(128, 16, c.vit.width, "conv")
   # 3x3 stride-2 convs 3->8 at 64x64, 8->16 at 32x32, 16->32 at 16x16, 32->64 at 8x8, then 1x1.
