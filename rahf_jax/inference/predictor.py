@@ -96,13 +96,19 @@ class Predictor:
   """Runs a restored RAHF model on batches (jitted, sharded over the config's mesh)."""
 
   def __init__(
-    self, setup, params, tokenizer, decoding: str = "constrained", mark_bias: float = 0.0
+    self,
+    setup,
+    params,
+    tokenizer,
+    decoding: str = "constrained",
+    mark_bias: float = 0.0,
+    step: int | None = None,
   ):
     if decoding not in DECODINGS:
       raise ValueError(f"decoding {decoding!r} unknown; use one of {DECODINGS}.")
     self.decoding = decoding
     self.mark_bias = float(mark_bias)
-    self.step: int | None = None  # the checkpoint's step, when restored by from_workdir
+    self.step = step  # the checkpoint's step, when restored from a workdir
     self.setup = setup
     self.params = params
     self.tokenizer = tokenizer
@@ -150,9 +156,8 @@ class Predictor:
     )
     if mark_bias is None:
       mark_bias = read_mark_bias(workdir, "best" if best else "newest", restored)
-    predictor = cls(setup, params, load_tokenizer(config.data.vocabulary), decoding, mark_bias)
-    predictor.step = restored
-    return predictor
+    tokenizer = load_tokenizer(config.data.vocabulary)
+    return cls(setup, params, tokenizer, decoding, mark_bias, step=restored)
 
   @property
   def step_multiple(self) -> int:
