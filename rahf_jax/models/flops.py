@@ -37,14 +37,16 @@ def upsample_flops(s: int, cin: int, cout: int, upsample_impl: str = "transpose"
   raise ValueError(f"upsample_impl {upsample_impl!r} unknown; use 'transpose' or 'subpixel'.")
 
 
-def vit_stem_flops(image_size: int, patch_size: int, width: int, stem: str = "patch") -> int:
+def vit_stem_flops(
+  image_size: int, patch_size: int, width: int, stem: str = "patch", channels=()
+) -> int:
   """The ViT's patch embedding: one strided p x p conv ("patch"), or the conv stem's 3x3
   stride-2 convs and its 1x1 embedding ("conv", models/vit.py)."""
   g = image_size // patch_size
   if stem == "patch":
     return 2 * g * g * patch_size**2 * 3 * width
   f, c, s = 0, 3, image_size
-  for w in stem_widths(patch_size, width):
+  for w in stem_widths(patch_size, width, channels):
     s = -(-s // 2)  # SAME padding, stride 2
     f, c = f + _conv(s, s, c, w), w
   return f + _conv(s, s, c, width, k=1)
@@ -93,7 +95,9 @@ def forward_flops_breakdown(
   g = c.image_size // v.patch_size
   n_img = g * g + (1 if v.cls_token else 0)
   d = v.width
-  vit = vit_stem_flops(c.image_size, v.patch_size, d, v.get("stem", "patch"))
+  vit = vit_stem_flops(
+    c.image_size, v.patch_size, d, v.get("stem", "patch"), v.get("stem_channels", ())
+  )
   vit += v.depth * (2 * n_img * d * 4 * d + 4 * n_img * n_img * d + 4 * n_img * d * v.mlp_dim)
   proj = 2 * n_img * d * t.d_model
   inner = t.num_heads * t.head_dim

@@ -46,6 +46,7 @@ class RAHF(nn.Module):
       cls_token=v.cls_token,
       posemb=v.posemb,
       stem=v.get("stem", "patch"),
+      stem_channels=tuple(v.get("stem_channels", ())),
       remat_policy=c.remat_policy,
       layer_norm_epsilon=c.vit.get("layer_norm_epsilon", 1e-6),
       attention_impl=attention_impl,

@@ -81,6 +81,7 @@ def get_model_config(size: str, variant: str = features.MULTI_HEAD) -> ml_collec
   c.vit.cls_token = True  # HF/Augreg ViT has one; it is dropped when forming the feature map
   c.vit.posemb = "learn"  # learned position table sized for image_size
   c.vit.stem = "patch"  # "patch" (the ViT's) | "conv" (3x3 stride-2 convs; models/vit.py)
+  c.vit.stem_channels = ()  # conv stem widths, one per stride-2 conv; () = doubling up to width
   c.vit.layer_norm_epsilon = 1e-6  # big_vision/Augreg 1e-6; Hugging Face ViT (converted) 1e-12
   c.t5 = ml_collections.ConfigDict(dict(_T5_FLAVOURS[t5_flavour]))
   c.t5.flavour = t5_flavour  # t5_base (ReLU, tied) | t5_1_1_base (gated-GeLU, untied) | ...

@@ -11,7 +11,8 @@ Names (so that an Augreg/vision_transformer or big_vision `.npz` maps on by path
 There is no classifier head and no pooler (the reproduction's HF pooler is unused).
 
 `stem="conv"` (an option, not the paper's ViT) replaces the one-matrix patch embedding by
-log2(p) 3x3 stride-2 convs with ReLU (stem_conv_i, widths doubling up to D) and a 1x1 conv,
+log2(p) 3x3 stride-2 convs with ReLU (stem_conv_i, widths doubling up to D, or `stem_channels`)
+and a 1x1 conv,
 `embedding` [1, 1, D, D]: a convolutional stem, which makes a ViT trained from scratch learn
 local texture (noise, broken edges) in far fewer steps (Xiao et al., "Early convolutions help
 transformers see better", NeurIPS 2021). No released ViT checkpoint has it.
@@ -161,11 +162,19 @@ class PosEmbed(nn.Module):
     return x + pe.astype(x.dtype)
 
 
-def stem_widths(patch_size: int, width: int) -> list[int]:
-  """Output widths of the conv stem's stride-2 convs: doubling, the last one `width`."""
+def stem_widths(patch_size: int, width: int, channels=()) -> list[int]:
+  """Output widths of the conv stem's stride-2 convs: `channels` if given (one per conv),
+  else doubling, the last one `width`."""
   steps = patch_size.bit_length() - 1
   if patch_size != 2**steps or steps == 0:
     raise ValueError(f"vit stem 'conv' needs a patch size that is a power of 2, not {patch_size}.")
+  if channels:
+    if len(channels) != steps:
+      raise ValueError(
+        f"vit stem_channels {tuple(channels)} has {len(channels)} widths; patch size "
+        f"{patch_size} needs {steps} (one per stride-2 conv)."
+      )
+    return [int(c) for c in channels]
   return [max(width // 2 ** (steps - 1 - i), 8) for i in range(steps)]
 
 
@@ -181,6 +190,7 @@ class ViT(nn.Module):
   cls_token: bool = True
   posemb: str = "learn"
   stem: str = "patch"  # "patch" (one strided conv, the ViT's) | "conv" (see the module docstring)
+  stem_channels: tuple[int, ...] = ()  # the conv stem's widths; () = doubling up to `width`
   remat_policy: str = "none"
   layer_norm_epsilon: float = 1e-6  # big_vision/Augreg: 1e-6; Hugging Face's ViT: 1e-12
   attention_impl: str = "xla"  # t5_layers.dot_product_attention's impl
@@ -192,7 +202,7 @@ class ViT(nn.Module):
     return self.image_size // self.patch_size
 
   def _conv_stem(self, x):
-    for i, c in enumerate(stem_widths(self.patch_size, self.width)):
+    for i, c in enumerate(stem_widths(self.patch_size, self.width, self.stem_channels)):
       x = nn.Conv(
         c,
         (3, 3),

@@ -92,6 +92,7 @@ class RAHFModel(t5x_models.BaseModel):
     self.module = build_model(self.config)
     self._vocabulary_name = run_settings.vocabulary(self.train_config)
     self.loss_weights = run_settings.loss_weights(self.train_config)
+    self.heatmap_loss = run_settings.heatmap_loss(self.train_config)
     self.FEATURE_CONVERTER_CLS = functools.partial(  # pylint: disable=invalid-name
       feature_converter.CONVERTERS[self.variant],
       image_size=self.config.image_size,
@@ -115,7 +116,7 @@ class RAHFModel(t5x_models.BaseModel):
   def loss_fn(self, params, batch, dropout_rng):
     """The native train step's loss (run_settings.loss_fn) and each term as a clu metric."""
     loss, terms = run_settings.loss_fn(
-      self.module, params, batch, self.variant, self.loss_weights, dropout_rng
+      self.module, params, batch, self.variant, self.loss_weights, dropout_rng, self.heatmap_loss
     )
     metrics = {
       f"rahf/{k}": clu_metrics.Average.from_model_output(jnp.asarray(v, jnp.float32))

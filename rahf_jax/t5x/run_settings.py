@@ -230,14 +230,27 @@ def loss_weights(run_config: ml_collections.ConfigDict) -> dict[str, float]:
   return {k: float(v) for k, v in run_config.loss_weights.to_dict().items()}
 
 
-def loss_fn(module, params, batch: Mapping[str, Any], variant: str, weights, dropout_rng=None):
+def heatmap_loss(run_config: ml_collections.ConfigDict) -> str:
+  """The per-pixel heatmap loss: config.heatmap_loss ("mse" | "bce")."""
+  return str(run_config.get("heatmap_loss", "mse"))
+
+
+def loss_fn(
+  module,
+  params,
+  batch: Mapping[str, Any],
+  variant: str,
+  weights,
+  dropout_rng=None,
+  pixel_loss: str = "mse",
+):
   """(loss, terms): the native train step's loss (rahf_jax.train.steps) for t5x's loss_fn.
 
   Training mode (dropout on) when `dropout_rng` is given, as the native train step; without it
-  deterministic, as the native eval step.
+  deterministic, as the native eval step. `pixel_loss` is the heatmap loss (`heatmap_loss`).
   """
   outputs = model_outputs(module, params, batch, dropout_rng)
-  return losses.compute_losses(outputs, batch, variant, dict(weights))
+  return losses.compute_losses(outputs, batch, variant, dict(weights), None, pixel_loss)
 
 
 def model_outputs(module, params, batch: Mapping[str, Any], dropout_rng=None):

@@ -86,6 +86,8 @@ def train_config_defaults() -> ml_collections.ConfigDict:
   c.loss_weights.heatmap = 1.0
   c.loss_weights.score = 1.0
   c.loss_weights.text = 1.0
+  # Per-pixel heatmap loss: "mse" (the paper's) | "bce" (cross-entropy; train/losses.py).
+  c.heatmap_loss = "mse"
 
   # Data.
   c.data = ml_collections.ConfigDict()

@@ -89,6 +89,7 @@ def _build_setup(config) -> TrainingSetup:
   common = dict(
     variant=config.model.variant,
     loss_weights=config.loss_weights.to_dict(),
+    heatmap_loss=config.get("heatmap_loss", "mse"),
     mesh=mesh,
     rules=rules,
     state_shardings=shardings,

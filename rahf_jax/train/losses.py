@@ -1,12 +1,14 @@
-"""RAHF training losses: per-pixel MSE (heatmaps), MSE (scores), token cross-entropy (text).
+"""RAHF training losses: per-pixel MSE or cross-entropy (heatmaps), MSE (scores), token
+cross-entropy (text).
 
 Both variants are handled by `compute_losses`:
 
 - Multi-head: every heatmap head and every score head is trained on every example, plus the
-  decoder. total = sum_h w_h * mse_h + sum_s w_s * mse_s + w_text * ce.
+  decoder. total = sum_h w_h * pixel_h + sum_s w_s * mse_s + w_text * ce, where pixel_h is the
+  per-pixel MSE (the paper's) or, with `heatmap_loss="bce"`, binary cross-entropy.
 - Augmented prompt: each example carries `output_type` (an index into
   rahf_jax.features.AUGMENTED_OUTPUT_TYPES) and only its own output contributes: the heatmap
-  term averages the per-pixel MSE over the examples whose type is a heatmap type (weighted by
+  term averages the per-pixel loss over the examples whose type is a heatmap type (weighted by
   their type's weight), the score term likewise over score-type examples. The decoder term is
   masked by `decoder_loss_weights` only (the pipeline zeroes it for non-word examples).
 
@@ -54,10 +56,26 @@ def token_cross_entropy(
   return jnp.sum(nll * weights) / jnp.maximum(num_tokens, 1.0), num_tokens
 
 
-def _pixel_mse(pred: jax.Array, target: jax.Array) -> jax.Array:
-  """Per-example mean over pixels of the squared error: [B, Ho, Wo] -> [B]."""
+HEATMAP_LOSSES = ("mse", "bce")
+
+
+def _pixel_loss(pred: jax.Array, target: jax.Array, kind: str = "mse") -> jax.Array:
+  """Per-example mean over pixels of the loss between maps in [0, 1]: [B, Ho, Wo] -> [B].
+
+  "mse": the squared error (the paper's). "bce": the binary cross-entropy of the target under
+  the predicted probability; through the sigmoid its gradient in the logit is pred - target, where
+  the squared error's is 2 (pred - target) pred (1 - pred), which vanishes on an annotated pixel
+  once the map has learned to be near 0 everywhere (the MSE's blank-map plateau).
+  """
   dtype = at_least_float32(pred.dtype)
-  err = (pred.astype(dtype) - target.astype(dtype)) ** 2
+  p, y = pred.astype(dtype), target.astype(dtype)
+  if kind == "mse":
+    err = (p - y) ** 2
+  elif kind == "bce":
+    tiny = jnp.finfo(dtype).tiny  # keeps log finite where the sigmoid rounded to 0 or 1
+    err = -(y * jnp.log(p + tiny) + (1 - y) * jnp.log(1 - p + tiny))
+  else:
+    raise ValueError(f"heatmap loss {kind!r} unknown; use one of {HEATMAP_LOSSES}.")
   return jnp.mean(err.reshape(err.shape[0], -1), axis=-1)
 
 
@@ -67,6 +85,7 @@ def compute_losses(
   variant: str,
   loss_weights: Mapping[str, float] | Any,
   example_weights: jax.Array | None = None,
+  heatmap_loss: str = "mse",
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Total weighted loss and each term separately.
 
@@ -78,10 +97,12 @@ def compute_losses(
     variant: features.MULTI_HEAD or features.AUGMENTED_PROMPT.
     loss_weights: mapping with "heatmap", "score", "text" and optional per-type overrides.
     example_weights: optional [B] 0/1 mask of real examples.
+    heatmap_loss: the per-pixel heatmap loss, "mse" or "bce" (see `_pixel_loss`).
 
   Returns:
     (loss, aux): aux has "loss", "heatmap_loss", "score_loss", "text_loss", one
-    "heatmap_<h>"/"score_<s>" entry per type (unweighted MSE) and "num_tokens".
+    "heatmap_<h>"/"score_<s>" entry per type (unweighted: the pixel loss, the score MSE) and
+    "num_tokens".
   """
   targets = batch["decoder_target_ids"]
   bsz = targets.shape[0]
@@ -96,11 +117,12 @@ def compute_losses(
   aux["num_tokens"] = num_tokens
 
   if variant == features.MULTI_HEAD:
-    heatmap_loss = jnp.zeros((), loss_dtype)
+    heatmap_term = jnp.zeros((), loss_dtype)
     for h in features.HEATMAP_TYPES:
-      mse = _weighted_mean(_pixel_mse(outputs["heatmaps"][h], batch[f"heatmap_{h}"]), ex_w)
-      aux[f"heatmap_{h}"] = mse
-      heatmap_loss += loss_weight(loss_weights, "heatmap", h) * mse
+      pix = _pixel_loss(outputs["heatmaps"][h], batch[f"heatmap_{h}"], heatmap_loss)
+      term = _weighted_mean(pix, ex_w)
+      aux[f"heatmap_{h}"] = term
+      heatmap_term += loss_weight(loss_weights, "heatmap", h) * term
     score_loss = jnp.zeros((), loss_dtype)
     for s in features.SCORE_TYPES:
       err = (outputs["scores"][s].astype(loss_dtype) - batch[f"score_{s}"]) ** 2
@@ -109,7 +131,7 @@ def compute_losses(
       score_loss += loss_weight(loss_weights, "score", s) * mse
   elif variant == features.AUGMENTED_PROMPT:
     otype = batch["output_type"].astype(jnp.int32)
-    pix = _pixel_mse(outputs["heatmap"], batch["heatmap"])
+    pix = _pixel_loss(outputs["heatmap"], batch["heatmap"], heatmap_loss)
     sq = (outputs["score"].astype(loss_dtype) - batch["score"].astype(loss_dtype)) ** 2
     heat_num = jnp.zeros((), loss_dtype)
     heat_den = jnp.zeros((), loss_dtype)
@@ -125,12 +147,12 @@ def compute_losses(
         aux[f"score_{name}"] = _weighted_mean(sq, sel)
         score_num += loss_weight(loss_weights, "score", name) * jnp.sum(sq * sel)
         score_den += jnp.sum(sel)
-    heatmap_loss = heat_num / jnp.maximum(heat_den, _EPS)
+    heatmap_term = heat_num / jnp.maximum(heat_den, _EPS)
     score_loss = score_num / jnp.maximum(score_den, _EPS)
   else:
     raise ValueError(f"Unknown model variant {variant!r}; use one of {features.VARIANTS}.")
 
   text_term = loss_weight(loss_weights, "text", features.WORDS_TYPE) * text_loss
-  loss = heatmap_loss + score_loss + text_term
-  aux.update(loss=loss, heatmap_loss=heatmap_loss, score_loss=score_loss, text_loss=text_loss)
+  loss = heatmap_term + score_loss + text_term
+  aux.update(loss=loss, heatmap_loss=heatmap_term, score_loss=score_loss, text_loss=text_loss)
   return loss, aux

@@ -84,6 +84,7 @@ def make_train_step(
   state_shardings: TrainState,
   schedule: optax.Schedule | None = None,
   grad_accum_steps: int = 1,
+  heatmap_loss: str = "mse",
 ) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
   """A jitted (state, sharded batch) -> (new state, metrics) with the state donated.
 
@@ -96,7 +97,7 @@ def make_train_step(
   def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
     def loss_fn(params):
       outputs = _apply(model, params, batch, False, state.dropout_key())
-      return losses.compute_losses(outputs, batch, variant, loss_weights)
+      return losses.compute_losses(outputs, batch, variant, loss_weights, None, heatmap_loss)
 
     (_, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -127,6 +128,7 @@ def make_eval_step(
   mesh: jax.sharding.Mesh,
   rules,
   state_shardings: TrainState,
+  heatmap_loss: str = "mse",
 ) -> Callable[[TrainState, dict, jax.Array], tuple[dict, Any]]:
   """A jitted (state, sharded batch, example_weights [B]) -> (loss terms, model outputs).
 
@@ -139,7 +141,9 @@ def make_eval_step(
 
   def eval_step(state: TrainState, batch: dict, example_weights: jax.Array):
     outputs = _apply(model, state.params, batch, True)
-    _, aux = losses.compute_losses(outputs, batch, variant, loss_weights, example_weights)
+    _, aux = losses.compute_losses(
+      outputs, batch, variant, loss_weights, example_weights, heatmap_loss
+    )
     aux["num_examples"] = jnp.sum(example_weights)
     return aux, outputs
 

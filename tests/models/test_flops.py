@@ -44,17 +44,20 @@ def test_tiny_forward_flops_match_xla():
 
 
 def test_conv_stem_and_attention_pool_flops_match_xla():
-  """A conv stem at 128x128 with 16x16 patches and attention-pooled score heads."""
+  """A conv stem (widths 32, 64, 64, 64) at 128x128 with 16x16 patches and attention-pooled
+  score heads."""
   c = get_model_config("tiny", features.MULTI_HEAD)
   c.image_size, c.vit.patch_size, c.vit.stem = 128, 16, "conv"
+  c.vit.stem_channels = (32, 64, 64, 64)
   c.score_head.pool = "attention"
   got, want = _forward_flops_vs_xla(c)
   assert abs(got - want) / want < 0.10
-  stem = flops.vit_stem_flops(128, 16, c.vit.width, "conv")
-  # 3x3 stride-2 convs 3->8 at 64x64, 8->16 at 32x32, 16->32 at 16x16, 32->64 at 8x8, then 1x1.
-  assert stem == 2 * 9 * (64**2 * 3 * 8 + 32**2 * 8 * 16 + 16**2 * 16 * 32 + 8**2 * 32 * 64) + (
-    2 * 8**2 * 64 * 64
-  )
+  # 3x3 stride-2 convs 3->32 at 64x64, 32->64 at 32x32, 64->64 at 16x16 and 8x8, then 1x1.
+  wide = 2 * 9 * (64**2 * 3 * 32 + 32**2 * 32 * 64 + 16**2 * 64 * 64 + 8**2 * 64 * 64)
+  assert flops.vit_stem_flops(128, 16, 64, "conv", c.vit.stem_channels) == wide + 2 * 8**2 * 64**2
+  # The default widths double up to the ViT's: 3->8, 8->16, 16->32, 32->64.
+  default = 2 * 9 * (64**2 * 3 * 8 + 32**2 * 8 * 16 + 16**2 * 16 * 32 + 8**2 * 32 * 64)
+  assert flops.vit_stem_flops(128, 16, 64, "conv") == default + 2 * 8**2 * 64**2
 
 
 def test_reference_figures():

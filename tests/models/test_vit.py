@@ -109,3 +109,17 @@ def test_conv_stem_against_numpy():
   with pytest.raises(ValueError, match="power of 2"):
     jax.eval_shape(vit.ViT(8, 0, 16, 2, 6, 12, stem="conv").init, jax.random.key(0),
                    jnp.zeros((1, 12, 12, 3)))  # fmt: skip
+
+
+def test_conv_stem_channels_set_each_convs_width():
+  def kernels(channels):
+    m = vit.ViT(16, 0, 16, 2, 8, 32, stem="conv", stem_channels=channels)
+    p = jax.eval_shape(m.init, jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"]
+    return [nn.unbox(p[k]["kernel"]).shape for k in sorted(p) if k.startswith("stem_conv_")] + [
+      nn.unbox(p["embedding"]["kernel"]).shape
+    ]
+
+  assert kernels(()) == [(3, 3, 3, 8), (3, 3, 8, 8), (3, 3, 8, 16), (1, 1, 16, 16)]
+  assert kernels((24, 40, 40)) == [(3, 3, 3, 24), (3, 3, 24, 40), (3, 3, 40, 40), (1, 1, 40, 16)]
+  with pytest.raises(ValueError, match=r"stem_channels \(24, 40\) has 2 widths; patch size 8"):
+    kernels((24, 40))

@@ -263,7 +263,9 @@ def test_loss_fn_is_the_trainers_loss(tiny):
   outputs = model.module.apply(
     {"params": params}, batch["image"], batch["prompt_ids"], batch["decoder_input_ids"]
   )
-  ref, terms = losses.compute_losses(outputs, batch, model.variant, model.loss_weights)
+  ref, terms = losses.compute_losses(
+    outputs, batch, model.variant, model.loss_weights, None, model.heatmap_loss
+  )
   # loss_fn runs the same un-jitted ops on the same shapes as this reference, so the two agree
   # to the last bit on any CPU; the tolerances only allow for that.
   np.testing.assert_allclose(loss, ref, rtol=1e-6)

@@ -180,3 +180,39 @@ def test_unknown_variant_is_a_clear_error():
            "decoder_loss_weights": np.ones((1, 2), DTYPE)}  # fmt: skip
   with pytest.raises(ValueError, match="Unknown model variant"):
     losses.compute_losses({"decoder_logits": np.zeros((1, 2, 3))}, batch, "nope", {})
+
+
+def test_bce_heatmap_loss_matches_numpy_and_its_logit_gradient_is_the_error():
+  """heatmap_loss="bce": per-pixel -(y log p + (1 - y) log(1 - p)); d/dlogit = (p - y) / pixels,
+  also where the squared error's gradient has vanished (p ~ 1e-9 on an annotated pixel)."""
+  rng = np.random.default_rng(3)
+  logits, targets, weights = _text(rng)
+  batch = {"decoder_target_ids": targets, "decoder_loss_weights": weights}
+  z = {h: rng.normal(0, 4, size=(B, H, W)) for h in features.HEATMAP_TYPES}
+  z[features.HEATMAP_TYPES[0]][0, 0, 0] = -20.0
+  for h in features.HEATMAP_TYPES:
+    batch[f"heatmap_{h}"] = rng.uniform(size=(B, H, W))
+    batch[f"heatmap_{h}"][0, 0, 0] = 1.0
+  scores = {s: np.zeros(B) for s in features.SCORE_TYPES}
+  batch.update({f"score_{s}": np.zeros(B) for s in features.SCORE_TYPES})
+
+  def heat(z, kind):
+    outputs = {"decoder_logits": logits, "scores": scores,
+               "heatmaps": {h: jax.nn.sigmoid(v) for h, v in z.items()}}  # fmt: skip
+    _, aux = losses.compute_losses(outputs, batch, features.MULTI_HEAD, {}, None, kind)
+    return aux["heatmap_loss"], aux
+
+  total, aux = heat(z, "bce")
+  for h in features.HEATMAP_TYPES:
+    p, y = 1 / (1 + np.exp(-z[h])), batch[f"heatmap_{h}"]
+    ref = np.mean(-(y * np.log(p) + (1 - y) * np.log1p(-p)))
+    np.testing.assert_allclose(float(aux[f"heatmap_{h}"]), ref, rtol=_RTOL)
+  grads = jax.grad(lambda z: heat(z, "bce")[0])(z)
+  mse_grads = jax.grad(lambda z: heat(z, "mse")[0])(z)
+  h0 = features.HEATMAP_TYPES[0]
+  for h in features.HEATMAP_TYPES:
+    p = 1 / (1 + np.exp(-z[h]))
+    np.testing.assert_allclose(grads[h], (p - batch[f"heatmap_{h}"]) / (B * H * W), rtol=1e-9)
+  assert abs(float(grads[h0][0, 0, 0])) > 1e6 * abs(float(mse_grads[h0][0, 0, 0]))
+  with pytest.raises(ValueError, match="heatmap loss 'l1' unknown"):
+    heat(z, "l1")
