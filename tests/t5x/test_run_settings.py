@@ -57,12 +57,12 @@ def test_run_config_is_the_native_config(size, variant):
     assert run_settings.eval_period(config) == native.eval_every
     assert run_settings.checkpoint_period(config) == native.checkpoint_every
     assert run_settings.vocabulary(config) == native.data.vocabulary
-  # The tiny config's loss weights are not t5x's 1/1/1.
-  assert run_settings.loss_weights(run_settings.run_config("tiny", variant)) == {
-    "heatmap": 100.0,
-    "score": 5.0,
-    "text": 1.0,
-  }
+    assert run_settings.heatmap_loss(config) == native.heatmap_loss
+  # The tiny config's loss weights are not t5x's 1/1/1, nor its heatmap loss the paper's MSE.
+  tiny = run_settings.run_config("tiny", variant)
+  assert run_settings.loss_weights(tiny) == {"heatmap": 30.0, "score": 5.0, "text": 1.0}
+  assert run_settings.heatmap_loss(tiny) == "bce"
+  assert run_settings.heatmap_loss(run_settings.run_config("B16_t5base_384", variant)) == "mse"
 
 
 def test_schedule_follows_train_steps_and_overrides():
@@ -155,9 +155,12 @@ def test_adapter_loss_and_update_equal_the_native_train_step(variant):
   new_state, metrics = setup.train_step(state, {k: jax.numpy.asarray(v) for k, v in batch.items()})
   module = build_model(model_cfg)
   weights = run_settings.loss_weights(config)
+  pixel_loss = run_settings.heatmap_loss(config)
+  assert pixel_loss == native.heatmap_loss
 
   def loss(p):
-    return run_settings.loss_fn(module, p, batch, variant, weights, jax.random.PRNGKey(1))
+    key = jax.random.PRNGKey(1)
+    return run_settings.loss_fn(module, p, batch, variant, weights, key, pixel_loss)
 
   (value, terms), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(params)
   # One jitted graph against another (the native one also applies the update): float32 sums in
