@@ -29,6 +29,9 @@ def _tiny_config(data_dir):
   c.log_every = 20
   c.eval_every = 60
   c.checkpoint_every = 60
+  # Maps start at 0.5 (the model's default), not the demo's 0.01, which is already about as
+  # close to these ground-truth maps as the all-zeros map: learning them shows in their MSE.
+  c.model.overrides.heatmap_head.init_value = 0.5
   return c
 
 
