@@ -6,19 +6,19 @@ scored on its test split by the same metric code: `rahf-jax eval --decoding free
 run, `t5x.eval` with configs/t5x/runs/eval.gin (the tasks' SeqIO metric functions) for the t5x
 one; the t5x adapter decodes the misaligned words freely, so the native run does too.
 
-About 20 minutes alone on 2 CPU cores (32 beside another training run), so it runs only with t5x
-installed and when asked:
+Two 1,500-step runs (the native one alone takes 11 minutes on 2 CPU cores), so it runs only with
+t5x installed and when asked:
 
   RAHF_T5X_DEMO_PARITY=1 pytest tests/t5x/test_t5x_demo_parity.py -s
 
-Every score and heatmap figure must be within 0.05 of the native one, except where one route
-already moves by more between seeds (three seeds of this config on this data on each route, final
-checkpoint, free decoding): there the tolerance is that seed-to-seed range. MSEs are compared as
-ratios to their trivial baseline (the mean score, the all-zeros map), which the native evaluation
-scores on the same split. The decoder is checked by its teacher-forced loss on the dev split
-(t5x's train-eval over 192 of the 200 dev examples against the native dev loss), within 0.05:
-the misaligned-word F1 of one run is printed but not held to a bound, since six runs of this
-config (three seeds on each route) scattered from 0.08 to 0.41.
+Every score and heatmap figure must be within 0.05 of the native one, except where runs already
+differ by more (three seeds of this config on this data on each route, final checkpoint, free
+decoding): there the tolerance is the range of those six runs. MSEs are compared as ratios to
+their trivial baseline (the mean score, the all-zeros map), which the native evaluation scores on
+the same split. The decoder is checked by its teacher-forced loss on the dev split (t5x's
+train-eval over 192 of the 200 dev examples against the native dev loss), within 0.05: the
+misaligned-word F1 of one run is printed but not held to a bound (free decoding; six runs
+scattered from 0.09 to 0.16).
 """
 
 import json
@@ -37,7 +37,7 @@ pytest.importorskip(
 pytestmark = [
   pytest.mark.skipif(
     os.environ.get("RAHF_T5X_DEMO_PARITY") != "1",
-    reason="about 20 min on 2 CPU cores; set RAHF_T5X_DEMO_PARITY=1 to run it",
+    reason="two 1,500-step trainings; set RAHF_T5X_DEMO_PARITY=1 to run it",
   ),
   pytest.mark.filterwarnings("ignore:Sharding info not provided:UserWarning"),
 ]
@@ -47,9 +47,10 @@ TASK = "richhf18k_multihead_tiny_demo_t5x"
 SCORES = ("plausibility", "alignment", "aesthetics", "overall")
 HEATMAPS = ("implausibility", "misalignment")
 TOLERANCE = 0.05
-# Range (max - min) over three seeds (0, 1, 2) of either route, where it exceeds 0.05: alignment
-# PLCC of t5x 0.578 / 0.569 / 0.469 (native 0.552 / 0.517 / 0.532).
-SEED_RANGE = {"alignment/plcc": 0.109}
+# Range (max - min) over the six runs (seeds 0, 1, 2 of each route), where it exceeds 0.05:
+# plausibility PLCC native 0.543 / 0.533 / 0.599, t5x 0.569 / 0.625 / 0.603; alignment PLCC
+# native 0.618 / 0.624 / 0.623, t5x 0.671 / 0.636 / 0.661.
+SEED_RANGE = {"plausibility/plcc": 0.092, "alignment/plcc": 0.053}
 
 
 def _run(cmd, env):
