@@ -12,9 +12,9 @@ There is no classifier head and no pooler (the reproduction's HF pooler is unuse
 
 `stem="conv"` (an option, not the paper's ViT) replaces the one-matrix patch embedding by
 log2(p) 3x3 stride-2 convs with ReLU (stem_conv_i, widths doubling up to D, or `stem_channels`)
-and a 1x1 conv, `embedding` [1, 1, D, D]: a convolutional stem, which makes a ViT trained from scratch learn
-local texture (noise, broken edges) in far fewer steps (Xiao et al., "Early convolutions help
-transformers see better", NeurIPS 2021). No released ViT checkpoint has it.
+and a 1x1 conv, `embedding` [1, 1, D, D]: a convolutional stem, which makes a ViT trained from
+scratch learn local texture (noise, broken edges) in far fewer steps (Xiao et al., "Early
+convolutions help transformers see better", NeurIPS 2021). No released ViT checkpoint has it.
 The position table is sized for `image_size`; a checkpoint at another resolution is resampled
 when loaded (weights.resample_posemb), so any resolution divisible by the patch size works.
 """

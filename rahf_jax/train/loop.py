@@ -21,7 +21,7 @@ import numpy as np
 import optax
 
 from rahf_jax.models import build_model_from_config  # noqa: F401 (re-exported)
-from rahf_jax.train import input_batches, optimizer, steps
+from rahf_jax.train import input_batches, losses, optimizer, steps
 from rahf_jax.train.checkpointing import Checkpointer, config_to_dict, save_config
 from rahf_jax.train.init_weights import apply_pretrained
 from rahf_jax.train.partitioning import make_mesh_and_rules  # noqa: F401 (re-exported)
@@ -78,6 +78,11 @@ def _build_setup(config) -> TrainingSetup:
       raise ValueError(
         f"config.{field}={config[field]} is not divisible by the data*fsdp mesh size {shards}."
       )
+  heatmap_loss = config.get("heatmap_loss", "mse")
+  if heatmap_loss not in losses.HEATMAP_LOSSES:
+    raise ValueError(
+      f"config.heatmap_loss={heatmap_loss!r} is unknown; use one of {losses.HEATMAP_LOSSES}."
+    )
   model_config, model = build_model_from_config(config)
   tx = optimizer.make_optimizer(config)
   schedule = optimizer.make_schedule(config)
@@ -89,7 +94,7 @@ def _build_setup(config) -> TrainingSetup:
   common = dict(
     variant=config.model.variant,
     loss_weights=config.loss_weights.to_dict(),
-    heatmap_loss=config.get("heatmap_loss", "mse"),
+    heatmap_loss=heatmap_loss,
     mesh=mesh,
     rules=rules,
     state_shardings=shardings,

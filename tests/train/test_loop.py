@@ -118,6 +118,8 @@ def test_bad_config_values_are_clear_errors(tmp_path):
     loop.setup_training(train_testlib.train_config(logical_rules="nope"))
   with pytest.raises(ValueError, match="batch_size=6 is not divisible"):
     loop.setup_training(train_testlib.train_config(batch_size=6))
+  with pytest.raises(ValueError, match=r"heatmap_loss='l1' is unknown; use one of \('mse', "):
+    loop.setup_training(train_testlib.train_config(heatmap_loss="l1"))
   with pytest.raises(ValueError, match="data.source must be"):
     next(input_batches.train_batches(train_testlib.train_config(**{"data.source": "x"}), None))
 
