@@ -231,8 +231,8 @@ def loss_weights(run_config: ml_collections.ConfigDict) -> dict[str, float]:
 
 
 def heatmap_loss(run_config: ml_collections.ConfigDict) -> str:
-  """The per-pixel heatmap loss: config.heatmap_loss ("mse" | "bce")."""
-  return str(run_config.get("heatmap_loss", "mse"))
+  """The per-pixel heatmap loss: config.heatmap_loss ("mse" | "bce"), checked."""
+  return losses.heatmap_loss_of(run_config)
 
 
 def loss_fn(

@@ -78,11 +78,7 @@ def _build_setup(config) -> TrainingSetup:
       raise ValueError(
         f"config.{field}={config[field]} is not divisible by the data*fsdp mesh size {shards}."
       )
-  heatmap_loss = config.get("heatmap_loss", "mse")
-  if heatmap_loss not in losses.HEATMAP_LOSSES:
-    raise ValueError(
-      f"config.heatmap_loss={heatmap_loss!r} is unknown; use one of {losses.HEATMAP_LOSSES}."
-    )
+  heatmap_loss = losses.heatmap_loss_of(config)
   model_config, model = build_model_from_config(config)
   tx = optimizer.make_optimizer(config)
   schedule = optimizer.make_schedule(config)

@@ -59,6 +59,14 @@ def token_cross_entropy(
 HEATMAP_LOSSES = ("mse", "bce")
 
 
+def heatmap_loss_of(config) -> str:
+  """A training config's per-pixel heatmap loss (`heatmap_loss`, "mse" when absent), checked."""
+  kind = str(config.get("heatmap_loss", "mse"))
+  if kind not in HEATMAP_LOSSES:
+    raise ValueError(f"config.heatmap_loss={kind!r} is unknown; use one of {HEATMAP_LOSSES}.")
+  return kind
+
+
 def _pixel_loss(pred: jax.Array, target: jax.Array, kind: str = "mse") -> jax.Array:
   """Per-example mean over pixels of the loss between maps in [0, 1]: [B, Ho, Wo] -> [B].
 
