@@ -1,11 +1,31 @@
-"""Shared pytest set-up: 8 fake CPU devices, no GPU probing, quiet TensorFlow.
+"""Shared pytest set-up: 8 fake CPU devices, no GPU probing, quiet TensorFlow, one XLA cache.
 
 XLA_FLAGS must be set before jax is imported anywhere, which is why it lives here.
+
+Many tests compile the same computation again (a new model object or a new `train_and_evaluate`
+traces the same program): JAX's persistent compilation cache, in one folder per test run shared
+by the xdist workers and the subprocesses the tests start, compiles each program once. The key
+is the program and the compile options, so a hit is the executable the compiler would have made.
+The folder is removed when the run ends.
 """
 
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+# Made by the first process to load this file (pytest, or xdist's controller); the workers and
+# subprocesses inherit the variable. A cache folder the user set is kept.
+_OWN_XLA_CACHE = "JAX_COMPILATION_CACHE_DIR" not in os.environ
+if _OWN_XLA_CACHE:
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="rahf_jax_tests_xla_cache_")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+
+
+def pytest_sessionfinish(session):
+  if _OWN_XLA_CACHE:  # the process that made it, after the workers are done
+    shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
