@@ -20,7 +20,7 @@ $(STAMP): setup.py
 
 install: $(STAMP)  ## make .venv and install -e .[dev] (done automatically by test/demo)
 
-test: $(STAMP)  ## run every test (CPU, 8 fake devices); about 20 minutes on 2 cores
+test: $(STAMP)  ## run every test (CPU, 8 fake devices); about 27 minutes on 2 cores
 	$(PY) -m pytest -n 2 --dist loadfile -q -rs tests
 
 test-fast: $(STAMP)  ## the tests without the slow end-to-end ones
