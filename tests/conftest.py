@@ -4,8 +4,9 @@ XLA_FLAGS must be set before jax is imported anywhere, which is why it lives her
 
 Many tests compile the same computation again (a new model object or a new `train_and_evaluate`
 traces the same program): JAX's persistent compilation cache, in one folder per test run shared
-by the xdist workers and the subprocesses the tests start, compiles each program once. The key
-is the program and the compile options, so a hit is the executable the compiler would have made.
+by the xdist workers and the subprocesses the tests start, compiles each program that takes 0.2 s
+or more to compile once. The key is the program and the compile options, so a hit is the
+executable the compiler would have made.
 The folder is removed when the run ends.
 """
 
