@@ -2,8 +2,9 @@
 
 Input: examples of the TFDS dataset `richhf18k` (image uint8 [h, w, 3] of any size, prompt,
 four float32 scores, two uint8 [512, 512, 1] heatmaps, target text, word_labels_valid). The
-tasks read the image and heatmaps still encoded (tasks.MEDIA_DECODERS) and decode them here,
-so SeqIO's in-memory cache of small splits holds compressed bytes, not pixels; decoded
+tasks read the image still encoded (tasks.media_decoders) and decode it here, so SeqIO's
+in-memory cache of small splits holds compressed bytes, not pixels; small heatmaps come
+already in model form from the source's `heatmap_decoder`, larger ones encoded. Decoded
 examples are accepted too.
 
 Multi-head task features (`prepare_multihead`), before tokenisation:
@@ -28,6 +29,7 @@ import functools
 
 import seqio
 import tensorflow as tf
+import tensorflow_datasets as tfds
 
 from rahf_jax import features as F
 
@@ -53,7 +55,13 @@ def image_to_model(image: tf.Tensor, image_size: int) -> tf.Tensor:
 
 
 def heatmap_to_model(heatmap: tf.Tensor, heatmap_size: int) -> tf.Tensor:
-  """uint8 [512, 512, 1] (or PNG bytes) -> float32 [heatmap_size, heatmap_size] in [0, 1]."""
+  """uint8 [512, 512, 1] (or PNG bytes) -> float32 [heatmap_size, heatmap_size] in [0, 1].
+
+  A float32 map is already in model form (made by `heatmap_decoder` in the data source) and is
+  passed on; its size must be heatmap_size.
+  """
+  if heatmap.dtype == tf.float32:
+    return tf.ensure_shape(heatmap, (heatmap_size, heatmap_size))
   heatmap = decode_if_encoded(heatmap, channels=1)
   heatmap = tf.cast(heatmap, tf.float32) / HEATMAP_MAX
   if heatmap.shape.rank == 2:
@@ -61,6 +69,17 @@ def heatmap_to_model(heatmap: tf.Tensor, heatmap_size: int) -> tf.Tensor:
   heatmap = tf.image.resize(heatmap, (heatmap_size, heatmap_size), method="area")
   heatmap = tf.clip_by_value(heatmap[..., 0], 0.0, 1.0)
   return tf.ensure_shape(heatmap, (heatmap_size, heatmap_size))
+
+
+@tfds.decode.make_decoder(output_dtype=tf.float32)
+def heatmap_decoder(serialized: tf.Tensor, feature, heatmap_size: int) -> tf.Tensor:
+  """A TFDS decoder of a stored heatmap (PNG bytes) straight to its model form, `heatmap_to_model`.
+
+  `heatmap_decoder(heatmap_size=32)` in a source's decoders makes the source yield the float32
+  [32, 32] map, so an in-memory cache of the source holds maps that no epoch decodes again.
+  """
+  del feature  # the stored Image feature; the bytes are decoded as heatmap_to_model does
+  return heatmap_to_model(serialized, heatmap_size)
 
 
 def _prepare_example(ex, image_size: int, heatmap_size: int):

@@ -45,13 +45,25 @@ TASK_PREFIX = "richhf18k"
 DEFAULT_SHUFFLE_BUFFER_SIZE = 256
 DATA_DIR_ENV = "RAHF_DATA_DIR"
 
-# Media are read encoded and decoded by the preprocessors (see preprocessors.py).
 MEDIA_FEATURES = ("image",) + tuple(f"heatmap_{h}" for h in F.HEATMAP_TYPES)
+# SeqIO keeps a split of under 10,000 examples in memory as its source yields them, and the
+# preprocessors decode the media again every epoch. Heatmaps of at most this size are decoded
+# and resized by the source instead, so that cache holds them in model form (float32, 32 KB per
+# example at 64x64): decoding and area-resizing a stored 512x512 PNG map takes about 1.5 ms, and
+# the demo's two maps were 40% of its input pipeline's time. Larger maps and the image stay
+# encoded (a few KB each) and are decoded by the preprocessors.
+MAX_SOURCE_DECODED_HEATMAP_SIZE = 64
 
 
-def media_decoders() -> dict:
-  """TFDS decoders that leave the image and heatmaps encoded."""
-  return {k: tfds.decode.SkipDecoding() for k in MEDIA_FEATURES}
+def media_decoders(heatmap_size: int | None = None) -> dict:
+  """TFDS decoders that leave the image encoded, and the heatmaps too unless `heatmap_size` is
+  at most MAX_SOURCE_DECODED_HEATMAP_SIZE (then they come out in model form, float32
+  [heatmap_size, heatmap_size], from preprocessors.heatmap_decoder)."""
+  decoders = {k: tfds.decode.SkipDecoding() for k in MEDIA_FEATURES}
+  if heatmap_size is not None and heatmap_size <= MAX_SOURCE_DECODED_HEATMAP_SIZE:
+    for h in F.HEATMAP_TYPES:
+      decoders[f"heatmap_{h}"] = preprocessors.heatmap_decoder(heatmap_size=heatmap_size)
+  return decoders
 
 
 def load_vocabularies(dataset, output_features):
@@ -124,7 +136,9 @@ def register_tasks(
     )
   if source is None:
     source = seqio.TfdsDataSource(
-      tfds_name=f"{TFDS_NAME}:{tfds_version}", tfds_data_dir=data_dir, decoders=media_decoders()
+      tfds_name=f"{TFDS_NAME}:{tfds_version}",
+      tfds_data_dir=data_dir,
+      decoders=media_decoders(heatmap_size),
     )
   output_features = {
     "inputs": seqio.Feature(vocabulary=vocabulary, add_eos=True),

@@ -114,3 +114,11 @@ def test_encoded_media_decode_to_the_same_features():
     _block_mean(heatmap[..., 0] / 255.0, 32),
     atol=1e-6,
   )
+
+
+def test_a_heatmap_in_model_form_is_passed_on_and_its_size_checked():
+  m = np.random.default_rng(5).random((8, 8), dtype=np.float32)
+  out = preprocessors.heatmap_to_model(tf.constant(m), 8).numpy()
+  np.testing.assert_array_equal(out, m)
+  with pytest.raises(tf.errors.InvalidArgumentError):
+    preprocessors.heatmap_to_model(tf.constant(m), 16)

@@ -9,6 +9,7 @@ under test.
 import numpy as np
 import pytest
 import seqio
+import tensorflow_datasets as tfds
 from richhf_fixtures import read_built
 
 from rahf_jax import features as F
@@ -122,6 +123,35 @@ def test_multihead_batches(built):
     np.testing.assert_array_equal(m["decoder_input_ids"][1:n], target[: n - 1])
     weight = float(ref["word_labels_valid"])
     np.testing.assert_array_equal(m["decoder_loss_weights"], weight * (target != F.PAD_ID))
+
+
+def test_heatmaps_decoded_by_the_source_equal_those_of_the_preprocessors(
+  built, richhf18k_odd_data_dir, monkeypatch
+):
+  names, _ = built
+  decoders = tasks.media_decoders(HEATMAP_SIZE)
+  assert not isinstance(decoders[f"heatmap_{F.HEATMAP_TYPES[0]}"], tfds.decode.SkipDecoding)
+  monkeypatch.setattr(tasks, "MAX_SOURCE_DECODED_HEATMAP_SIZE", HEATMAP_SIZE - 1)
+  assert all(
+    isinstance(d, tfds.decode.SkipDecoding) for d in tasks.media_decoders(HEATMAP_SIZE).values()
+  )
+  encoded = tasks.register_tasks(
+    data_dir=str(richhf18k_odd_data_dir),
+    image_size=IMAGE_SIZE,
+    heatmap_size=HEATMAP_SIZE,
+    vocabulary=vocab.demo_vocabulary(),
+    suffix="_test_encoded_heatmaps",
+  )
+  for variant in F.VARIANTS:
+    from_source, from_preprocessors = (
+      _model_examples(names[variant]),
+      _model_examples(encoded[variant]),
+    )
+    assert len(from_source) == len(from_preprocessors) > 0
+    for a, b in zip(from_source, from_preprocessors, strict=True):
+      assert a.keys() == b.keys()
+      for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
 def test_augmented_task_one_example_per_output_type(built):
