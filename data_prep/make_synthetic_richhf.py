@@ -40,14 +40,18 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--jpeg_quality", type=int, default=defaults.jpeg_quality)
   p.add_argument("--oddities", action="store_true", help="add one record per real-data oddity")
   p.add_argument("--layout", choices=("parquet", "folder"), default=defaults.layout)
+  p.add_argument(
+    "--workers", type=int, default=os.cpu_count() or 1, help="threads rendering the scenes"
+  )
   return p.parse_args(argv)
 
 
 def main(argv=None) -> None:
   args = parse_args(argv)
-  fields = {k: v for k, v in vars(args).items() if k != "out"}
+  fields = {k: v for k, v in vars(args).items() if k not in ("out", "workers")}
   start = time.time()
-  manifest = synthetic.write_synthetic_richhf(args.out, synthetic.SyntheticConfig(**fields))
+  config = synthetic.SyntheticConfig(**fields)
+  manifest = synthetic.write_synthetic_richhf(args.out, config, workers=args.workers)
   size = sum(
     os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(args.out) for f in files
   )

@@ -30,7 +30,7 @@ BUILDER_DIR = os.path.join(REPO_ROOT, "rahf_jax", "data", "richhf18k")
 DEMO_CONFIG = ("configs/rahf.py", "tiny,multihead")
 # synthetic.SyntheticConfig fields. 8,000 training scenes: with 2,000 the score heads memorised
 # them (train error falling, dev error rising past the labels' variance); making scenes costs
-# about a minute, far less than the training they feed.
+# about 40 s on 2 cores, far less than the training they feed.
 DEMO_DATA = dict(num_train=8000, num_dev=200, num_test=200)
 
 
@@ -72,7 +72,7 @@ def make_data(out_dir: str, timings: dict) -> str:
       # the run trained on it and that run's evaluation are removed with it.
       stale = (raw, os.path.join(data_dir, "richhf18k"), *_run_dirs(out_dir))
       _remove(stale, "made from another version of the demo's data")
-      synthetic.write_synthetic_richhf(raw, config)
+      synthetic.write_synthetic_richhf(raw, config, workers=os.cpu_count() or 1)
   with _stage("tfds build richhf18k", timings):
     from rahf_jax.data.tasks import TFDS_VERSION  # noqa: PLC0415 (SeqIO)
 

@@ -352,3 +352,38 @@ def encode_png(grey: np.ndarray) -> bytes:
   buf = io.BytesIO()
   Image.fromarray(grey, mode="L").save(buf, format="PNG", optimize=False)
   return buf.getvalue()
+
+
+@dataclasses.dataclass
+class EncodedScene:
+  """A scene as the synthetic sources store it: its labels, and its media encoded (no pixels)."""
+
+  uid: str
+  prompt: str
+  labels: list[int]
+  scores: dict[str, float]
+  artifact_png: bytes
+  misalignment_png: bytes
+  jpeg: bytes
+  mirrored_jpeg: bytes  # the image mirrored left-right: a second generation for the same prompt
+
+
+def encode_scene(
+  seed: list[int], size: int, quality: int, mirrored_quality: int
+) -> tuple[EncodedScene, np.random.Generator]:
+  """make_scene of the generator seeded by `seed`, encoded; returns the generator too, in the
+  state make_scene left it (callers draw more from it). A module-level function of numpy and
+  PIL only, so process pools run it without importing TensorFlow."""
+  rng = np.random.default_rng(seed)
+  scene = make_scene(rng, size)
+  encoded = EncodedScene(
+    uid=scene.uid,
+    prompt=scene.prompt,
+    labels=scene.labels,
+    scores=scene.scores,
+    artifact_png=encode_png(scene.artifact_map),
+    misalignment_png=encode_png(scene.misalignment_map),
+    jpeg=encode_jpeg(scene.image, quality),
+    mirrored_jpeg=encode_jpeg(np.ascontiguousarray(scene.image[:, ::-1]), mirrored_quality),
+  )
+  return encoded, rng

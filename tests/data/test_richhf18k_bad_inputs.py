@@ -31,7 +31,13 @@ def odd(synthetic_oddities, richhf18k_odd_data_dir):
   path = os.path.join(richhf18k_odd_data_dir, "richhf18k", VERSION, "build_report.json")
   with open(path, encoding="utf-8") as f:
     report = json.load(f)
-  scenes = {kind: s for kind, s, _, _ in synthetic._oddities(synthetic.SyntheticConfig(**TINY))}
+  config = synthetic.SyntheticConfig(**TINY)
+  scenes = {  # the scene each oddity was made from, drawn again from its generator
+    kind: synthetic_scenes.make_scene(
+      synthetic.scene_rng(config.seed, synthetic._ODDITY_ID, k), config.image_size
+    )
+    for k, kind in enumerate(synthetic.ODDITY_KINDS)
+  }
   return report, read_built(richhf18k_odd_data_dir, "train"), manifest["oddities"], scenes
 
 
@@ -133,8 +139,7 @@ def test_non_ascii_and_quotes_kept_exactly(odd):
   assert _issue(report, "non_ascii_prompt") == {"count": 1, "uids": [uid]}
   ex = built[uid]
   prompt = ex["prompt"].decode("utf-8")
-  assert prompt == scenes["non_ascii_prompt"].prompt
-  assert prompt.startswith('a "dreamy" café-style picture — naïve: ')
+  assert prompt == 'a "dreamy" café-style picture — naïve: ' + scenes["non_ascii_prompt"].prompt
   words = [w.decode("utf-8") for w in ex["words"]]
   assert words[:6] == ["a", "dreamy", "café-style", "picture", "—", "naïve"]
   assert ex["word_labels_valid"] and len(ex["word_labels"]) == len(words)

@@ -103,6 +103,23 @@ def test_deterministic_from_seed(tmp_path):
   assert content("a") != content("c")
 
 
+def test_threads_write_the_same_data_as_one(tmp_path):
+  # Oddities too, and more scenes than one pool chunk, so rows come from several chunks.
+  config = synthetic.SyntheticConfig(
+    num_train=70, num_dev=3, num_test=3, image_size=32, oddities=True, rows_per_group=8
+  )
+  for name, workers in (("one", 1), ("three", 3)):
+    synthetic.write_synthetic_richhf(str(tmp_path / name), config, workers=workers)
+  for split in ("train", "dev", "test"):
+    one = _records(tmp_path / "one" / f"{split}.tfrecord")
+    assert one == _records(tmp_path / "three" / f"{split}.tfrecord") and one
+  shards = sorted(glob.glob(str(tmp_path / "one" / "pickapic" / "*.parquet")))
+  assert len(shards) > 1
+  for f in shards:
+    with open(f, "rb") as a, open(f.replace("/one/", "/three/"), "rb") as b:
+      assert a.read() == b.read()
+
+
 def test_scenes_do_not_depend_on_the_process_hash_seed():
   code = (
     "import hashlib; from rahf_jax.data import synthetic_scenes as s, synthetic as y; "
