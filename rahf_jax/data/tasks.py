@@ -81,6 +81,15 @@ def load_vocabularies(dataset, output_features):
 
 # Task name -> variant, for every task registered here.
 _TASK_VARIANTS: dict[str, str] = {}
+# Task name -> its source with the media as stored (stored_source).
+_STORED_SOURCES: dict[str, seqio.DataSource] = {}
+
+
+def stored_source(name: str) -> seqio.DataSource:
+  """The data source of a task registered here with every medium as stored (the encoded image
+  and 512x512 maps), for references that need the stored maps (evaluation.raw_examples)."""
+  variant_of(name)  # registered here, or a clear error
+  return _STORED_SOURCES[name]
 
 
 def task_name(variant: str, suffix: str = "") -> str:
@@ -134,12 +143,15 @@ def register_tasks(
     raise ValueError(
       f"image_size and heatmap_size must be positive, got {image_size}, {heatmap_size}."
     )
+  stored = source
   if source is None:
-    source = seqio.TfdsDataSource(
-      tfds_name=f"{TFDS_NAME}:{tfds_version}",
-      tfds_data_dir=data_dir,
-      decoders=media_decoders(heatmap_size),
-    )
+
+    def tfds_source(decoders):
+      return seqio.TfdsDataSource(
+        tfds_name=f"{TFDS_NAME}:{tfds_version}", tfds_data_dir=data_dir, decoders=decoders
+      )
+
+    source, stored = tfds_source(media_decoders(heatmap_size)), tfds_source(media_decoders())
   output_features = {
     "inputs": seqio.Feature(vocabulary=vocabulary, add_eos=True),
     "targets": seqio.Feature(vocabulary=vocabulary, add_eos=True),
@@ -166,6 +178,7 @@ def register_tasks(
       shuffle_buffer_size=shuffle_buffer_size,
     )
     _TASK_VARIANTS[name] = variant
+    _STORED_SOURCES[name] = stored
     names[variant] = name
   return names
 

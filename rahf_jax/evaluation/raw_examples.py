@@ -2,7 +2,7 @@
 
 The reproduction protocol (rahf_jax.evaluation.protocols) needs what the task's batches no
 longer hold: the uint8 512x512 heatmaps, the prompt's words and labels as stored, and the
-encoded image. `raw_rows` reads them from the task's own data source, with the same split,
+encoded image. `raw_rows` reads them from the task's data source as stored, with the same split,
 shuffling (none), seed and shard as rahf_jax.train.input_batches.eval_batches, so its k-th
 row belongs to the k-th row of those batches (the augmented-prompt task repeats each example
 once per output type, in features.AUGMENTED_OUTPUT_TYPES order). The evaluator checks that
@@ -69,7 +69,7 @@ def raw_rows(config, model_config: Any, split: str) -> Iterator[dict[str, Any]]:
 
   name = input_batches.task_for(config, model_config)
   variant = tasks.variant_of(name)
-  source = seqio.get_mixture_or_task(name).source
+  source = tasks.stored_source(name)  # the task's own source may hold decoded maps
   shard = seqio.ShardInfo(index=jax.process_index(), num_shards=jax.process_count())
   seed = int(config.seed)
   # The same choice as seqio.Task.get_dataset: shard at the source when it can.
