@@ -33,6 +33,10 @@ def workdir(tmp_path_factory):
   build_synthetic_richhf18k(str(root), **sizes)
   c = load_config("configs/rahf.py", "tiny,multihead")
   c.data.data_dir = str(root / "tfds")
+  # One layer per stack: the protocol is about the metrics' definitions, not the model's size.
+  c.model.overrides.vit.depth = 1
+  c.model.overrides.t5.num_encoder_layers = 1
+  c.model.overrides.t5.num_decoder_layers = 1
   c.batch_size = 8
   c.eval_batch_size = 8
   c.num_train_steps = 2
