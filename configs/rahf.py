@@ -9,8 +9,9 @@ r"""RAHF training configs: `get_config("<size>,<variant>[,runlocal][,reproductio
 
 Runs (the data is the TFDS `richhf18k` build; `make data` makes a synthetic one in demo_out/tfds):
 
-  # The demo's training (tiny, CPU, about 11 minutes on 2 cores; on the synthetic test split
-  # it reaches the figures in README.md's demo section; `make data` builds demo_out/tfds):
+  # The demo's training (tiny, CPU, about 13 minutes on 2 cores with the Makefile's
+  # GLIBC_TUNABLES; on the synthetic test split it reaches the figures in README.md's demo
+  # section; `make data` builds demo_out/tfds):
   rahf-jax train --config configs/rahf.py:tiny,multihead --workdir /tmp/rahf_tiny \
       --config.data.data_dir=demo_out/tfds
 

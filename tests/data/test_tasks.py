@@ -9,6 +9,7 @@ under test.
 import numpy as np
 import pytest
 import seqio
+import tensorflow as tf
 import tensorflow_datasets as tfds
 from richhf_fixtures import read_built
 
@@ -152,6 +153,20 @@ def test_heatmaps_decoded_by_the_source_equal_those_of_the_preprocessors(
       assert a.keys() == b.keys()
       for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_the_stored_source_keeps_the_maps_as_stored(built):
+  names, reference = built
+  h = F.HEATMAP_TYPES[0]
+  for name in names.values():
+    stored = tasks.stored_source(name).get_dataset(split="train", shuffle=False)
+    task_source = seqio.get_mixture_or_task(name).source.get_dataset(split="train", shuffle=False)
+    for raw, small in zip(stored.take(3).as_numpy_iterator(), task_source.take(3), strict=True):
+      pixels = tf.io.decode_png(raw[f"heatmap_{h}"]).numpy()
+      np.testing.assert_array_equal(pixels, reference[raw["uid"].decode()][f"heatmap_{h}"])
+      assert small[f"heatmap_{h}"].shape == (HEATMAP_SIZE, HEATMAP_SIZE)
+  with pytest.raises(ValueError, match="not registered"):
+    tasks.stored_source("no_such_task")
 
 
 def test_augmented_task_one_example_per_output_type(built):
