@@ -372,8 +372,8 @@ def encode_scene(
   seed: list[int], size: int, quality: int, mirrored_quality: int
 ) -> tuple[EncodedScene, np.random.Generator]:
   """make_scene of the generator seeded by `seed`, encoded; returns the generator too, in the
-  state make_scene left it (callers draw more from it). A module-level function of numpy and
-  PIL only, so process pools run it without importing TensorFlow."""
+  state make_scene left it (callers draw more from it). Its work is in numpy and PIL, which
+  release the GIL, so a thread pool runs it in parallel."""
   rng = np.random.default_rng(seed)
   scene = make_scene(rng, size)
   encoded = EncodedScene(

@@ -21,15 +21,19 @@ IMAGE_SIZE, HEATMAP_SIZE = 32, 16
 LENGTHS = {"inputs": 48, "targets": 40}
 
 
-@pytest.fixture(scope="module")
-def built(richhf18k_odd_data_dir):
-  names = tasks.register_tasks(
-    data_dir=str(richhf18k_odd_data_dir),
+def _register(data_dir, suffix):
+  return tasks.register_tasks(
+    data_dir=str(data_dir),
     image_size=IMAGE_SIZE,
     heatmap_size=HEATMAP_SIZE,
     vocabulary=vocab.demo_vocabulary(),
-    suffix="_test_real",
+    suffix=suffix,
   )
+
+
+@pytest.fixture(scope="module")
+def built(richhf18k_odd_data_dir):
+  names = _register(richhf18k_odd_data_dir, "_test_real")
   reference = read_built(richhf18k_odd_data_dir, "train", decode_media=True)
   return names, reference
 
@@ -136,13 +140,7 @@ def test_heatmaps_decoded_by_the_source_equal_those_of_the_preprocessors(
   assert all(
     isinstance(d, tfds.decode.SkipDecoding) for d in tasks.media_decoders(HEATMAP_SIZE).values()
   )
-  encoded = tasks.register_tasks(
-    data_dir=str(richhf18k_odd_data_dir),
-    image_size=IMAGE_SIZE,
-    heatmap_size=HEATMAP_SIZE,
-    vocabulary=vocab.demo_vocabulary(),
-    suffix="_test_encoded_heatmaps",
-  )
+  encoded = _register(richhf18k_odd_data_dir, "_test_encoded_heatmaps")
   for variant in F.VARIANTS:
     from_source, from_preprocessors = (
       _model_examples(names[variant]),
