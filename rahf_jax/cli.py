@@ -1,4 +1,4 @@
-"""`rahf-jax train | calibrate | eval | predict | score | convert | demo`: the command line.
+"""`rahf-jax train | calibrate | eval | predict | score | convert | plan | demo`: the command line.
 
   rahf-jax train   --config configs/rahf.py:tiny,multihead --workdir DIR [--config.<field>=<value>]
   rahf-jax calibrate --workdir DIR [--split dev] [--data_dir D] [--best]
@@ -8,6 +8,8 @@
   rahf-jax score   --workdir DIR (--manifest F.jsonl | --images DIR --prompt TEXT) --out F.jsonl
                    [--rank] [--masks DIR] [--gallery F.html] [--words] [--batch_size N]
   rahf-jax convert --checkpoint rahf_model.pt --spiece t5-base/spiece.model --out DIR
+  rahf-jax plan    --config configs/rahf.py:<size>,<variant> --topology v5e:8x8|v5p:4x4x4|cpu:8
+                   [--steps train,eval,score] [--out DIR] [--save_executables]
   rahf-jax demo    [--out demo_out] [--data_only]
 
 A mistake a user can make (a wrong path, an unknown config name, a workdir without checkpoint,
@@ -26,7 +28,7 @@ from ml_collections import config_flags
 
 from rahf_jax.reward import score_cli
 
-COMMANDS = ("train", "calibrate", "eval", "predict", "score", "convert", "demo")
+COMMANDS = ("train", "calibrate", "eval", "predict", "score", "convert", "plan", "demo")
 USAGE = __doc__.split("\n\n")[1]
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -37,7 +39,7 @@ _SPLIT = flags.DEFINE_string(
   "split", "test", "eval: dataset split (train, dev, test); calibrate: the held-out split (dev)"
 )
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "eval: TFDS data dir (default: the run's)")
-_OUT = flags.DEFINE_string("out", None, "output folder (eval, predict, demo)")
+_OUT = flags.DEFINE_string("out", None, "output folder (eval, predict, plan, demo)")
 _BEST = flags.DEFINE_bool("best", False, "eval/predict: use the best checkpoint, not the newest")
 _IMAGE = flags.DEFINE_string("image", None, "predict: image file")
 _PROMPT = flags.DEFINE_string("prompt", None, "predict: the text-to-image prompt")
@@ -61,6 +63,16 @@ _MARK_BIAS = flags.DEFINE_float(
   None,
   "eval: constrained decoding's mark bias (default: the one `rahf-jax calibrate` recorded for "
   "the checkpoint, else 0)",
+)
+_TOPOLOGY = flags.DEFINE_string(
+  "topology",
+  None,
+  "plan: the devices to compile for: a TPU topology libtpu knows (v4:2x2x4, v5e:8x8, "
+  "v5p:4x4x4, v6e:8x8) or cpu:N (N fake CPU devices)",
+)
+_STEPS = flags.DEFINE_list("steps", ["train", "eval", "score"], "plan: the steps to compile")
+_SAVE_EXECUTABLES = flags.DEFINE_bool(
+  "save_executables", False, "plan: also write each compiled step's serialized executable to --out"
 )
 _CHECKPOINT = flags.DEFINE_string(
   "checkpoint", None, "convert: the PyTorch RAHF reproduction's state dict (rahf_model.pt)"
@@ -142,6 +154,20 @@ def _convert() -> None:
         f"`rahf-jax predict --workdir {out} ...` or `rahf-jax eval --workdir {out}`.")  # fmt: skip
 
 
+def _plan() -> None:
+  from rahf_jax.plan.plan_cli import run_plan  # noqa: PLC0415
+
+  config = _CONFIG.value
+  if config is None:
+    raise ValueError("`rahf-jax plan` needs --config configs/rahf.py:<size>,<variant>.")
+  try:
+    _ = config.model
+  except (OSError, AttributeError) as e:
+    raise ValueError(_flag_error_line(e)) from e
+  sys.exit(run_plan(config, _required(_TOPOLOGY, "plan"), _STEPS.value, _OUT.value,
+                    _SAVE_EXECUTABLES.value))  # fmt: skip
+
+
 def _demo() -> None:
   from rahf_jax.demo import run_demo  # noqa: PLC0415
 
@@ -155,6 +181,7 @@ _RUN = {
   "predict": _predict,
   "score": score_cli.run,
   "convert": _convert,
+  "plan": _plan,
   "demo": _demo,
 }
 
