@@ -47,6 +47,11 @@ def train_config_defaults() -> ml_collections.ConfigDict:
   c.vit_param_regex = r"(^|/)(vit|image_encoder|img)(/|_|$)"
   c.grad_clip_norm = 1.0  # global-norm gradient clipping; <= 0 disables it
   c.grad_accum_steps = 1  # > 1: optax.MultiSteps, one update every k micro-batches
+  # > 1: each train step runs its batch as k slices in turn (lax.scan) and adds their gradients
+  # before its one update: the same loss and gradients as one pass (rahf_jax/train/steps.py),
+  # with 1/k of the activations in memory; what lets the paper's batch 256 fit a 16 GiB v5e chip
+  # (`rahf-jax plan` shows the memory per chip). batch_size must divide into k x data x fsdp.
+  c.num_microbatches = 1
   # Dtype of the train state's params, the ones the model computes with:
   #   "float32"   fp32 params and AdamW moments (the model casts weights to its compute dtype);
   #   "bfloat16"  bf16 params; the optimizer state keeps fp32 master weights and fp32 moments,

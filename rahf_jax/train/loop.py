@@ -78,6 +78,7 @@ def _build_setup(config) -> TrainingSetup:
       raise ValueError(
         f"config.{field}={config[field]} is not divisible by the data*fsdp mesh size {shards}."
       )
+  micro = num_microbatches_of(config, shards)
   heatmap_loss = losses.heatmap_loss_of(config)
   model_config, model = build_model_from_config(config)
   tx = optimizer.make_optimizer(config)
@@ -96,12 +97,25 @@ def _build_setup(config) -> TrainingSetup:
     state_shardings=shardings,
   )
   accum = max(1, int(config.get("grad_accum_steps", 1)))
-  train_step = steps.make_train_step(model, tx, schedule=schedule, grad_accum_steps=accum, **common)
+  train_step = steps.make_train_step(
+    model, tx, schedule=schedule, grad_accum_steps=accum, num_microbatches=micro, **common
+  )
   eval_step = steps.make_eval_step(model, **common)
   return TrainingSetup(
     config, model_config, model, mesh, rules, tx, schedule, abstract_state, shardings, example,
     init_fn, train_step, eval_step,
   )  # fmt: skip
+
+
+def num_microbatches_of(config, batch_shards: int) -> int:
+  """The config's `num_microbatches` (1 when absent), checked against its batch and mesh."""
+  k = int(config.get("num_microbatches", 1))
+  if k < 1 or int(config.batch_size) % (k * batch_shards):
+    raise ValueError(
+      f"config.num_microbatches={k} does not fit config.batch_size={config.batch_size}: the "
+      f"batch must divide into num_microbatches x data x fsdp = {k} x {batch_shards} equal parts."
+    )
+  return k
 
 
 def evaluate(setup: TrainingSetup, state: TrainState) -> dict[str, float]:

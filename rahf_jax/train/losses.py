@@ -15,6 +15,12 @@ Both variants are handled by `compute_losses`:
 The text term is teacher-forced cross-entropy summed over real tokens
 (`decoder_loss_weights`) and divided by their number. `example_weights` (optional, [B]) masks
 padded examples out of every term (used for the last, padded eval batch).
+
+Every term is a sum over the batch divided by a count that depends on the batch alone (real
+tokens, real examples, examples of a type): `loss_denominators`. Given the denominators of a
+whole batch, `compute_losses` on a slice of it returns that slice's share of the whole batch's
+terms, so the terms (and their gradients) of microbatches add up to the full batch's: what the
+train step's `num_microbatches` relies on.
 """
 
 from collections.abc import Mapping
@@ -35,8 +41,8 @@ def loss_weight(loss_weights: Mapping[str, float] | Any, kind: str, name: str) -
   return float(get(name, get(kind, 1.0)))
 
 
-def _weighted_mean(values: jax.Array, weights: jax.Array) -> jax.Array:
-  return jnp.sum(values * weights) / jnp.maximum(jnp.sum(weights), _EPS)
+def _ratio(numerator: jax.Array, denominator: jax.Array) -> jax.Array:
+  return numerator / jnp.maximum(denominator, _EPS)
 
 
 def token_cross_entropy(
@@ -49,11 +55,15 @@ def token_cross_entropy(
     targets: [B, L] int target ids.
     weights: [B, L] 1 on real tokens, 0 on padding.
   """
+  nll_sum, num_tokens = _token_nll_sum(logits, targets, weights)
+  return nll_sum / jnp.maximum(num_tokens, 1.0), num_tokens
+
+
+def _token_nll_sum(logits, targets, weights) -> tuple[jax.Array, jax.Array]:
   logits = logits.astype(at_least_float32(logits.dtype))
   log_probs = jax.nn.log_softmax(logits, axis=-1)
   nll = -jnp.take_along_axis(log_probs, targets[..., None].astype(jnp.int32), axis=-1)[..., 0]
-  num_tokens = jnp.sum(weights)
-  return jnp.sum(nll * weights) / jnp.maximum(num_tokens, 1.0), num_tokens
+  return jnp.sum(nll * weights), jnp.sum(weights)
 
 
 HEATMAP_LOSSES = ("mse", "bce")
@@ -87,6 +97,35 @@ def _pixel_loss(pred: jax.Array, target: jax.Array, kind: str = "mse") -> jax.Ar
   return jnp.mean(err.reshape(err.shape[0], -1), axis=-1)
 
 
+def loss_denominators(
+  batch: Mapping[str, jax.Array],
+  variant: str,
+  example_weights: jax.Array | None = None,
+  dtype=jnp.float32,
+) -> dict[str, jax.Array]:
+  """The counts every loss term is divided by; they depend on the batch, not the model.
+
+  "tokens": real target tokens; "examples": real examples; for the augmented variant also
+  "type_<name>": real examples of each output type, and "heatmap"/"score": those of the
+  heatmap and score types.
+  """
+  bsz = batch["decoder_target_ids"].shape[0]
+  ex_w = jnp.ones((bsz,), dtype) if example_weights is None else example_weights.astype(dtype)
+  dens = {
+    "tokens": jnp.sum(batch["decoder_loss_weights"].astype(dtype) * ex_w[:, None]),
+    "examples": jnp.sum(ex_w),
+  }
+  if variant == features.AUGMENTED_PROMPT:
+    otype = batch["output_type"].astype(jnp.int32)
+    dens["heatmap"] = dens["score"] = jnp.zeros((), dtype)
+    for i, name in enumerate(features.AUGMENTED_OUTPUT_TYPES):
+      dens[f"type_{name}"] = jnp.sum((otype == i).astype(dtype) * ex_w)
+      kind = "heatmap" if name in features.HEATMAP_TYPES else "score"
+      if name != features.WORDS_TYPE:
+        dens[kind] += dens[f"type_{name}"]
+  return dens
+
+
 def compute_losses(
   outputs: Mapping[str, Any],
   batch: Mapping[str, jax.Array],
@@ -94,6 +133,7 @@ def compute_losses(
   loss_weights: Mapping[str, float] | Any,
   example_weights: jax.Array | None = None,
   heatmap_loss: str = "mse",
+  denominators: Mapping[str, jax.Array] | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Total weighted loss and each term separately.
 
@@ -106,11 +146,13 @@ def compute_losses(
     loss_weights: mapping with "heatmap", "score", "text" and optional per-type overrides.
     example_weights: optional [B] 0/1 mask of real examples.
     heatmap_loss: the per-pixel heatmap loss, "mse" or "bce" (see `_pixel_loss`).
+    denominators: `loss_denominators` of the whole batch this one is a slice of (default: of
+      this batch); with them every term is this slice's share of the whole batch's term.
 
   Returns:
     (loss, aux): aux has "loss", "heatmap_loss", "score_loss", "text_loss", one
     "heatmap_<h>"/"score_<s>" entry per type (unweighted: the pixel loss, the score MSE) and
-    "num_tokens".
+    "num_tokens" (of the whole batch when `denominators` are given).
   """
   targets = batch["decoder_target_ids"]
   bsz = targets.shape[0]
@@ -120,45 +162,44 @@ def compute_losses(
   ex_w = ex_w.astype(loss_dtype)
   aux: dict[str, jax.Array] = {}
 
+  if variant not in features.VARIANTS:
+    raise ValueError(f"Unknown model variant {variant!r}; use one of {features.VARIANTS}.")
+  dens = denominators or loss_denominators(batch, variant, example_weights, loss_dtype)
+
   tok_w = batch["decoder_loss_weights"].astype(loss_dtype) * ex_w[:, None]
-  text_loss, num_tokens = token_cross_entropy(outputs["decoder_logits"], targets, tok_w)
-  aux["num_tokens"] = num_tokens
+  nll_sum, _ = _token_nll_sum(outputs["decoder_logits"], targets, tok_w)
+  text_loss = nll_sum / jnp.maximum(dens["tokens"], 1.0)
+  aux["num_tokens"] = dens["tokens"]
 
   if variant == features.MULTI_HEAD:
     heatmap_term = jnp.zeros((), loss_dtype)
     for h in features.HEATMAP_TYPES:
       pix = _pixel_loss(outputs["heatmaps"][h], batch[f"heatmap_{h}"], heatmap_loss)
-      term = _weighted_mean(pix, ex_w)
+      term = _ratio(jnp.sum(pix * ex_w), dens["examples"])
       aux[f"heatmap_{h}"] = term
       heatmap_term += loss_weight(loss_weights, "heatmap", h) * term
     score_loss = jnp.zeros((), loss_dtype)
     for s in features.SCORE_TYPES:
       err = (outputs["scores"][s].astype(loss_dtype) - batch[f"score_{s}"]) ** 2
-      mse = _weighted_mean(err, ex_w)
+      mse = _ratio(jnp.sum(err * ex_w), dens["examples"])
       aux[f"score_{s}"] = mse
       score_loss += loss_weight(loss_weights, "score", s) * mse
-  elif variant == features.AUGMENTED_PROMPT:
+  else:
     otype = batch["output_type"].astype(jnp.int32)
     pix = _pixel_loss(outputs["heatmap"], batch["heatmap"], heatmap_loss)
     sq = (outputs["score"].astype(loss_dtype) - batch["score"].astype(loss_dtype)) ** 2
     heat_num = jnp.zeros((), loss_dtype)
-    heat_den = jnp.zeros((), loss_dtype)
     score_num = jnp.zeros((), loss_dtype)
-    score_den = jnp.zeros((), loss_dtype)
     for i, name in enumerate(features.AUGMENTED_OUTPUT_TYPES):
       sel = (otype == i).astype(loss_dtype) * ex_w
       if name in features.HEATMAP_TYPES:
-        aux[f"heatmap_{name}"] = _weighted_mean(pix, sel)
+        aux[f"heatmap_{name}"] = _ratio(jnp.sum(pix * sel), dens[f"type_{name}"])
         heat_num += loss_weight(loss_weights, "heatmap", name) * jnp.sum(pix * sel)
-        heat_den += jnp.sum(sel)
       elif name in features.SCORE_TYPES:
-        aux[f"score_{name}"] = _weighted_mean(sq, sel)
+        aux[f"score_{name}"] = _ratio(jnp.sum(sq * sel), dens[f"type_{name}"])
         score_num += loss_weight(loss_weights, "score", name) * jnp.sum(sq * sel)
-        score_den += jnp.sum(sel)
-    heatmap_term = heat_num / jnp.maximum(heat_den, _EPS)
-    score_loss = score_num / jnp.maximum(score_den, _EPS)
-  else:
-    raise ValueError(f"Unknown model variant {variant!r}; use one of {features.VARIANTS}.")
+    heatmap_term = _ratio(heat_num, dens["heatmap"])
+    score_loss = _ratio(score_num, dens["score"])
 
   text_term = loss_weight(loss_weights, "text", features.WORDS_TYPE) * text_loss
   loss = heatmap_term + score_loss + text_term

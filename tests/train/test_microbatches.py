@@ -1,0 +1,74 @@
+"""`num_microbatches`: k slices of the batch in one train step give the whole batch's step.
+
+Compared in float64 (model, parameters, Adam state): the only difference between the two
+programs is the order of the sums (over slices, then rows), about 1e-16 relative, so any
+difference above 256 ulps is a wrong term. The synthetic batches give each example its own number
+of target tokens and, in the augmented variant, its own output type, so slices differ in their
+counts: a step that averaged each slice's mean losses (instead of dividing by the whole batch's
+counts) is off by about 1e-2 here.
+"""
+
+import jax
+import numpy as np
+import pytest
+import train_testlib
+
+from rahf_jax import features, models
+from rahf_jax.train import loop, optimizer, partitioning, state, steps
+from rahf_jax.train.synthetic_batches import make_synthetic_batch
+
+_F64_RTOL = 256 * float(np.finfo(np.float64).eps)
+BATCH = 16
+
+
+def _one_step(variant: str, num_microbatches: int, mesh, rules_name: str):
+  mc = train_testlib.model_config(variant)
+  mc.dtype = mc.param_dtype = "float64"
+  cfg = train_testlib.train_config(variant, warmup_steps=0, learning_rate=1e-2, adam_eps=1e-3)
+  model = models.build_model(mc)
+  tx = optimizer.make_optimizer(cfg)
+  batch = make_synthetic_batch(mc, BATCH, train_testlib.PROMPT_LEN, train_testlib.TARGET_LEN, 3)
+  rules = partitioning.LOGICAL_AXIS_RULES[rules_name]
+  init, shardings = state.init_state(model, tx, mesh, rules, batch, seed=0)
+  train_step = steps.make_train_step(
+    model, tx, variant=variant, loss_weights={"heatmap": 2.0, "score": 3.0}, mesh=mesh,
+    rules=rules, state_shardings=shardings, num_microbatches=num_microbatches,
+  )  # fmt: skip
+  new_state, metrics = train_step(init, steps.shard_batch(batch, mesh))
+  return jax.device_get(metrics), jax.device_get(new_state.params), batch
+
+
+def _close(got, want) -> bool:
+  got, want = np.asarray(got), np.asarray(want)
+  return float(np.max(np.abs(got - want))) <= _F64_RTOL * max(float(np.max(np.abs(want))), 1.0)
+
+
+@pytest.mark.parametrize(
+  "variant,k,rules_name",
+  [(features.MULTI_HEAD, 4, "fsdp"), (features.AUGMENTED_PROMPT, 2, "dp")],
+)
+def test_microbatched_step_equals_whole_batch_step(variant, k, rules_name):
+  mesh = partitioning.make_mesh(data=2, fsdp=4) if rules_name == "fsdp" else None
+  mesh = mesh or partitioning.make_mesh(data=-1)
+  with jax.enable_x64(True):
+    want, want_params, batch = _one_step(variant, 1, mesh, rules_name)
+    got, got_params, _ = _one_step(variant, k, mesh, rules_name)
+  # The slices really differ in their counts (else a per-slice mean would pass too).
+  tokens = batch["decoder_loss_weights"].sum(axis=1)
+  per_slice = [tokens[i::k].sum() for i in range(k)]
+  assert len(set(per_slice)) > 1, per_slice
+  assert float(got["num_tokens"]) == float(tokens.sum())
+  for key in ("loss", "heatmap_loss", "score_loss", "text_loss", "grad_norm"):
+    assert np.isfinite(want[key]) and want[key] > 0, key
+    assert _close(got[key], want[key]), (key, got[key], want[key])
+  leaves = jax.tree_util.tree_leaves_with_path(got_params)
+  for (path, a), b in zip(leaves, jax.tree.leaves(want_params), strict=True):
+    assert np.asarray(a).dtype == np.float64
+    assert _close(a, b), jax.tree_util.keystr(path)
+
+
+def test_num_microbatches_must_divide_the_batch():
+  cfg = train_testlib.train_config(num_microbatches=3)
+  with pytest.raises(ValueError, match="num_microbatches=3 does not fit config.batch_size=8"):
+    loop.num_microbatches_of(cfg, 1)
+  assert loop.num_microbatches_of(train_testlib.train_config(num_microbatches=2), 4) == 2
