@@ -7,18 +7,23 @@ layouts are accepted inside the build's manual_dir:
    subfolders of pickapic/, e.g. a symlinked Hugging Face `data/` folder)
    with at least the columns `caption`, `image_0_uid`, `image_1_uid`, `jpg_0`,
    `jpg_1` (the Hugging Face `yuvalkirstain/pickapic_v1` layout; a labelled image
-   may be on either side of a row). About 190 GB for the real data, so it is
-   never loaded whole: one index pass reads only the two uid columns, row group
-   by row group; the data pass reads `caption` and one `jpg_*` column of only the
-   row groups that hold a wanted uid. Progress is logged.
+   may be on either side of a row). A re-upload that names them differently is read
+   through `<manual_dir>/columns.json` (rahf_jax.data.richhf18k.column_map, preset
+   `pickapic_v1`); an image cell may be raw bytes or a Hugging Face Image struct.
+   About 190 GB for the real data, so it is never loaded whole: one index pass reads
+   only the two uid columns, row group by row group; the data pass reads `caption` and
+   one `jpg_*` column of only the row groups that hold a wanted uid. Progress is logged.
 2. `images/<uid>.<ext>` (jpg, jpeg, png, webp, bmp or gif) plus a captions file
    `captions.jsonl` in manual_dir: one JSON object per line,
    `{"uid": "<uid>", "caption": "<prompt>"}`.
 
 Both sources yield `(uid, encoded image bytes, caption)` for every wanted uid that has an
 image; caption is None when the source has none for the uid (no captions.jsonl line, a null
-caption). Bytes and captions are passed on as given (validation and counting is the builder's
-job).
+caption). A uid whose image cell is null is not yielded (the builder counts it missing).
+Bytes and captions are passed on as given (validation and counting is the builder's job).
+
+All-in-one mirror tables, which carry the labels too, are read by
+rahf_jax.data.richhf18k.mirror_tables, not here.
 """
 
 import collections
@@ -28,6 +33,8 @@ import logging
 import os
 import time
 from collections.abc import Iterable, Iterator
+
+from rahf_jax.data.richhf18k import build_errors, column_map
 
 PARQUET_DIR = "pickapic"
 IMAGES_DIR = "images"
@@ -64,24 +71,28 @@ class _Location:
 class ParquetImageSource:
   """Pick-a-Pic-style parquet shards, streamed with column projection."""
 
-  def __init__(self, files: Iterable[str], log_every_s: float = 30.0):
+  def __init__(
+    self,
+    files: Iterable[str],
+    log_every_s: float = 30.0,
+    columns: column_map.ColumnMap | None = None,
+  ):
+    """`columns`: role -> column (default: preset pickapic_v1, the v1 names)."""
     self.files = sorted(os.fspath(f) for f in files)
     if not self.files:
       raise FileNotFoundError(f"No parquet shards given; {LAYOUT_HELP}.")
+    preset = dict(column_map.PRESETS["pickapic_v1"][1])
+    self.columns = columns or column_map.ColumnMap(
+      column_map.PICKAPIC_LAYOUT, "pickapic_v1", preset, f"manual_dir/{column_map.COLUMNS_FILE}"
+    )
+    self._col = self.columns.columns
     self._log_every_s = log_every_s
     self._index: dict[str, _Location] | None = None
     self._indexed_uids: frozenset[str] = frozenset()
 
   def describe(self) -> str:
-    return f"{len(self.files)} parquet shard(s) under {os.path.dirname(self.files[0])}"
-
-  def _check_columns(self, path: str, schema_names: list[str]) -> None:
-    missing = [c for c in PARQUET_COLUMNS if c not in schema_names]
-    if missing:
-      raise ValueError(
-        f"Parquet shard {path} lacks column(s) {missing}; a Pick-a-Pic shard needs "
-        f"{list(PARQUET_COLUMNS)}."
-      )
+    where = os.path.dirname(self.files[0])
+    return f"{len(self.files)} parquet shard(s) under {where} ({self.columns.describe()})"
 
   def index(self, wanted_uids: Iterable[str]) -> dict[str, _Location]:
     """Finds where each wanted uid lives, reading only the two uid columns.
@@ -98,10 +109,11 @@ class ParquetImageSource:
     rows_seen = 0
     for file_index, path in enumerate(self.files):
       pf = pq.ParquetFile(path)
-      self._check_columns(path, pf.schema_arrow.names)
+      column_map.check_schema(path, pf.schema_arrow, self.columns)
+      uid_columns = [self._col["image_0_uid"], self._col["image_1_uid"]]
       for rg in range(pf.num_row_groups):
-        table = pf.read_row_group(rg, columns=["image_0_uid", "image_1_uid"])
-        for side, column in enumerate(("image_0_uid", "image_1_uid")):
+        table = pf.read_row_group(rg, columns=sorted(set(uid_columns)))
+        for side, column in enumerate(uid_columns):
           for row, uid in enumerate(table.column(column).to_pylist()):
             uid = _as_text(uid)
             if uid in wanted and uid not in found:
@@ -147,13 +159,15 @@ class ParquetImageSource:
     done = 0
     for (file_index, rg), items in sorted(by_group.items()):
       sides = sorted({loc.side for _, loc in items})
-      columns = ["caption"] + [f"jpg_{s}" for s in sides]
+      names = {s: self._col[f"jpg_{s}"] for s in sides}
+      columns = sorted({self._col["caption"], *names.values()})
       table = pq.ParquetFile(self.files[file_index]).read_row_group(rg, columns=columns)
-      captions = table.column("caption")
-      images = {s: table.column(f"jpg_{s}") for s in sides}
+      captions = table.column(self._col["caption"])
+      images = {s: table.column(names[s]) for s in sides}
       for uid, loc in sorted(items, key=lambda item: item[1].row):
-        image = images[loc.side][loc.row].as_py()
-        yield uid, (image or b""), _caption(captions[loc.row].as_py())
+        image = column_map.image_bytes(images[loc.side][loc.row].as_py())
+        if image is not None:
+          yield uid, image, _caption(captions[loc.row].as_py())
       done += len(items)
       now = time.time()
       if now - last_log > self._log_every_s:
@@ -220,9 +234,16 @@ def find_image_source(manual_dir: str) -> ParquetImageSource | FolderImageSource
       if n.endswith(".parquet")
     ]
     if files:
-      return ParquetImageSource(files)
+      columns = column_map.column_map(manual_dir, column_map.PICKAPIC_LAYOUT)
+      return ParquetImageSource(files, columns=columns)
   images_dir = os.path.join(manual_dir, IMAGES_DIR)
   captions = os.path.join(manual_dir, CAPTIONS_FILE)
   if os.path.isdir(images_dir) and os.path.isfile(captions):
+    if column_map.read_option(manual_dir) is not None:
+      raise build_errors.SourceLayoutError(
+        f"richhf18k: {os.path.join(manual_dir, column_map.COLUMNS_FILE)} maps parquet columns, "
+        f"but manual_dir holds no tables/*.parquet or pickapic/*.parquet, only {IMAGES_DIR}/ "
+        f"and {CAPTIONS_FILE}; remove it or add the parquet files."
+      )
     return FolderImageSource(images_dir, captions)
   raise FileNotFoundError(f"No Pick-a-Pic images found in manual_dir {manual_dir}; {LAYOUT_HELP}.")

@@ -21,6 +21,10 @@ class DamagedInputError(BuildInputError, ValueError):
   """An input file is present but unreadable (truncated or corrupt)."""
 
 
+class SourceLayoutError(BuildInputError, ValueError):
+  """A source table lacks a column the build needs, or the column option is wrong."""
+
+
 def one_line(text: object) -> str:
   """`text` with its line breaks and runs of spaces folded to single spaces."""
   return " ".join(str(text).split())

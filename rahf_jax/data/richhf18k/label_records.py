@@ -64,34 +64,67 @@ class LabelRecord:
     return uid_from_filename(self.filename)
 
 
-def parse_record(serialized: bytes) -> LabelRecord:
-  """Parses a serialized record.
+def record_from_fields(values) -> LabelRecord:
+  """The LabelRecord of the eight official keys' values (the one decoder of label fields).
 
-  Raises KeyError naming a missing or mistyped key, or ValueError when the bytes are not
-  a tf.train.Example.
+  `values` maps official keys to Python values: bytes (or str) for filename, the two maps and
+  the label string; a number for each score. Used for the official TFRecords (parse_record)
+  and for the label columns of all-in-one mirror tables, so both decode alike.
+
+  Raises KeyError naming a key that is absent or None, or ValueError naming a key whose value
+  has the wrong type (or an empty filename).
   """
-  try:
-    feature = tf.train.Example.FromString(serialized).features.feature
-  except message.DecodeError as e:
-    raise ValueError(f"not a tf.train.Example: {e}") from None
+
+  def _present(key):
+    value = values.get(key)
+    if value is None:
+      raise KeyError(key)
+    return value
 
   def _bytes(key):
-    if key not in feature or not feature[key].bytes_list.value:
-      raise KeyError(key)
-    return feature[key].bytes_list.value[0]
+    value = _present(key)
+    if isinstance(value, str):
+      return value.encode("utf-8")
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+      raise ValueError(f"{key}: expected bytes or text, got {type(value).__name__}")
+    return bytes(value)
 
   def _float(key):
-    if key not in feature or not feature[key].float_list.value:
-      raise KeyError(key)
-    return float(feature[key].float_list.value[0])
+    value = _present(key)
+    if isinstance(value, (bool, str, bytes)) or not hasattr(value, "__float__"):
+      raise ValueError(f"{key}: expected a number, got {type(value).__name__}")
+    return float(value)
 
+  filename = _bytes(features.FILENAME_SOURCE_KEY).decode("utf-8", errors="replace")
+  if not filename.strip():
+    raise ValueError(f"{features.FILENAME_SOURCE_KEY}: empty")
   return LabelRecord(
-    filename=_bytes(features.FILENAME_SOURCE_KEY).decode("utf-8", errors="replace"),
+    filename=filename,
     scores={k: _float(k) for k in FLOAT_KEYS},
     artifact_map=_bytes(features.HEATMAP_SOURCE_KEYS["implausibility"]),
     misalignment_map=_bytes(features.HEATMAP_SOURCE_KEYS["misalignment"]),
     label_string=_bytes(features.LABELS_SOURCE_KEY).decode("utf-8", errors="replace"),
   )
+
+
+def parse_record(serialized: bytes) -> LabelRecord:
+  """Parses a serialized record.
+
+  Raises KeyError naming a missing or mistyped key, or ValueError when the bytes are not
+  a tf.train.Example (or a value is unusable, see record_from_fields).
+  """
+  try:
+    feature = tf.train.Example.FromString(serialized).features.feature
+  except message.DecodeError as e:
+    raise ValueError(f"not a tf.train.Example: {e}") from None
+  values = {}
+  for key in BYTES_KEYS:
+    if key in feature and feature[key].bytes_list.value:
+      values[key] = feature[key].bytes_list.value[0]
+  for key in FLOAT_KEYS:
+    if key in feature and feature[key].float_list.value:
+      values[key] = feature[key].float_list.value[0]
+  return record_from_fields(values)
 
 
 def serialize_record(record: LabelRecord) -> bytes:
