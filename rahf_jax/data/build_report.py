@@ -24,6 +24,13 @@ Issue kinds (the JSON keys under each split's "issues"):
   non_ascii_prompt     prompt with non-ASCII characters: kept exactly (informational)
   duplicate_uid        uid seen before in the same split: kept (keys are record indices)
   malformed_record     label record that does not parse or lacks an official key: skipped
+  label_mismatch       a mirror table row's labels differ from the official record's: kept with
+                       the official labels; "details" names the differing fields per uid
+Rows of all-in-one mirror tables that no example uses (not label records, so not in "skipped"):
+  unknown_filename     a row whose filename is absent or whose uid is not in the split's
+                       official label file
+  duplicate_row        a row whose uid an earlier row of the split already gave
+A split built from mirror tables also reports "table_rows", the rows read.
 """
 
 import collections
@@ -49,8 +56,10 @@ KEPT_KINDS = (
   "empty_prompt",
   "non_ascii_prompt",
   "duplicate_uid",
+  "label_mismatch",
 )
-ISSUE_KINDS = SKIPPED_KINDS + KEPT_KINDS
+UNUSED_ROW_KINDS = ("unknown_filename", "duplicate_row")
+ISSUE_KINDS = SKIPPED_KINDS + KEPT_KINDS + UNUSED_ROW_KINDS
 REPORT_FILENAME = "build_report.json"
 
 
@@ -61,48 +70,58 @@ class SplitReport:
   split: str
   label_records: int = 0
   examples_written: int = 0
+  table_rows: int | None = None  # rows read from mirror tables (None: not built from tables)
   issues: dict[str, list[str]] = dataclasses.field(
     default_factory=lambda: collections.defaultdict(list)
   )
+  details: dict[str, dict[str, str]] = dataclasses.field(
+    default_factory=lambda: collections.defaultdict(dict)
+  )
 
-  def add(self, kind: str, uid: str) -> None:
-    """Records that `uid` shows issue `kind`."""
+  def add(self, kind: str, uid: str, detail: str | None = None) -> None:
+    """Records that `uid` shows issue `kind` (and what exactly, if `detail`)."""
     if kind not in ISSUE_KINDS:
       raise ValueError(f"Unknown build issue kind {kind!r}; known: {ISSUE_KINDS}.")
     self.issues[kind].append(uid)
+    if detail:
+      self.details[kind][uid] = detail
 
   @property
   def skipped(self) -> int:
     return sum(len(self.issues.get(k, [])) for k in SKIPPED_KINDS)
 
-  def to_json(self) -> dict:
-    """A JSON-ready dict: totals, then per kind {count, uids}."""
-    return {
-      "label_records": self.label_records,
-      "examples_written": self.examples_written,
-      "skipped": self.skipped,
-      "issues": {
-        k: {"count": len(self.issues.get(k, [])), "uids": list(self.issues.get(k, []))}
-        for k in ISSUE_KINDS
-      },
-    }
-
-  def counts(self) -> dict[str, int]:
-    """Totals plus the non-zero issue counts (the report's short form)."""
+  def _totals(self) -> dict[str, int]:
     out = {
       "label_records": self.label_records,
       "examples_written": self.examples_written,
       "skipped": self.skipped,
     }
+    if self.table_rows is not None:
+      out["table_rows"] = self.table_rows
+    return out
+
+  def to_json(self) -> dict:
+    """A JSON-ready dict: totals, then per kind {count, uids} (+ details: {uid: what})."""
+    issues = {}
+    for k in ISSUE_KINDS:
+      issues[k] = {"count": len(self.issues.get(k, [])), "uids": list(self.issues.get(k, []))}
+      if self.details.get(k):
+        issues[k]["details"] = dict(self.details[k])
+    return {**self._totals(), "issues": issues}
+
+  def counts(self) -> dict[str, int]:
+    """Totals plus the non-zero issue counts (the report's short form)."""
+    out = self._totals()
     out.update({k: len(self.issues[k]) for k in ISSUE_KINDS if self.issues.get(k)})
     return out
 
   def summary(self) -> str:
     """One log line: written/records and the non-zero issue counts."""
     counts = ", ".join(f"{k}={len(v)}" for k, v in self.issues.items() if v) or "no issues"
+    rows = "" if self.table_rows is None else f" ({self.table_rows} table rows)"
     return (
       f"richhf18k[{self.split}]: wrote {self.examples_written}/{self.label_records} "
-      f"label records; {counts}"
+      f"label records{rows}; {counts}"
     )
 
 

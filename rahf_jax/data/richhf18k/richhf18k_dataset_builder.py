@@ -20,6 +20,12 @@ Features of every example (fixed names; the SeqIO tasks depend on them):
   heatmap_<h>_reencoded  bool   True: that map was 512x512 but not an 8-bit single-channel PNG
                                 and was converted and re-encoded (h: implausibility, misalignment)
 
+Sources (manual_dir, full layout in README.md): the official label files plus Pick-a-Pic
+images and captions (pickapic/*.parquet, or images/ + captions.jsonl), or all-in-one mirror
+tables (tables/*.parquet: image, caption, filename and labels per row; mirror_tables), whose
+labels are cross-checked against the official files of the splits that have them (mirror_build).
+Parquet column names follow a preset, overridable in <manual_dir>/columns.json (column_map).
+
 Splits: train, dev, test (as the official files). Build with
   tfds build rahf_jax/data/richhf18k --manual_dir=M --data_dir=D
 or `import rahf_jax.data; tfds.builder("richhf18k", data_dir=D).download_and_prepare(
@@ -29,7 +35,6 @@ A damaged or absent label file ends the build with one line naming the file and 
 (build_errors), and leaves nothing in data_dir.
 """
 
-import collections
 import logging
 import os
 import socket
@@ -41,7 +46,13 @@ from etils import epath
 from rahf_jax import features
 from rahf_jax.data import build_report, image_sources
 from rahf_jax.data import words as words_lib
-from rahf_jax.data.richhf18k import build_errors, label_records, media_checks
+from rahf_jax.data.richhf18k import (
+  build_errors,
+  label_records,
+  media_checks,
+  mirror_build,
+  mirror_tables,
+)
 
 SPLITS = ("train", "dev", "test")
 LABEL_FILES = {split: f"{split}.tfrecord" for split in SPLITS}
@@ -60,7 +71,9 @@ EXPECTED_LAYOUT = (
   "when absent, downloaded and checksum-checked if the host answers) and either "
   "pickapic/*.parquet (columns caption, image_0_uid, image_1_uid, jpg_0, jpg_1) or "
   "images/<uid>.<ext> + captions.jsonl "
-  '({"uid": ..., "caption": ...} per line); see rahf_jax/data/richhf18k/README.md'
+  '({"uid": ..., "caption": ...} per line); or all-in-one mirror tables '
+  "tables/<split>*.parquet (image, caption, filename and the label fields per row; the label "
+  "files then optional); see rahf_jax/data/richhf18k/README.md"
 )
 
 
@@ -137,6 +150,10 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     and the Pick-a-Pic v1 images and prompts, one of:
     pickapic/*.parquet   Pick-a-Pic parquet shards (caption, image_0_uid, image_1_uid, jpg_0, jpg_1)
     images/<uid>.<ext> and captions.jsonl   one {"uid": ..., "caption": ...} JSON object per line
+  or, instead of both, all-in-one mirror tables (image, caption, filename, labels per row):
+    tables/<split>*.parquet   split train, dev or validation, test; label files then optional
+                              (when present, the tables' labels are cross-checked against them)
+  Other parquet column names: columns.json, e.g. {"columns": {"caption": "prompt"}}.
   For the synthetic stand-in: python data_prep/make_synthetic_richhf.py --out <manual_dir>
   """
 
@@ -201,6 +218,9 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       raise build_errors.MissingInputError(
         f"richhf18k: manual_dir is missing or empty; {EXPECTED_LAYOUT}."
       ) from None
+    tables = mirror_tables.find_tables(os.fspath(manual_dir))
+    if tables is not None:
+      return self._table_split_generators(manual_dir, tables)
     try:
       source = image_sources.find_image_source(os.fspath(manual_dir))
     except FileNotFoundError as e:
@@ -222,19 +242,55 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       for split in SPLITS
     }
 
+  def _table_split_generators(self, manual_dir: epath.Path, tables):
+    """Splits from mirror tables; labels cross-checked where the official file is present."""
+    label_paths = {s: manual_dir / n for s, n in LABEL_FILES.items() if (manual_dir / n).exists()}
+    absent = [s for s in SPLITS if s not in tables.files and s not in label_paths]
+    if absent:
+      raise build_errors.MissingInputError(
+        f"richhf18k: no table for split(s) {', '.join(absent)} under {tables.root} and no "
+        f"{', '.join(LABEL_FILES[s] for s in absent)} in manual_dir {manual_dir}; add "
+        f"tables/<split>*.parquet (split train, dev or validation, test) for each split."
+      )
+    logging.info("richhf18k: images and labels from %s", tables.describe())
+    self._reports = {}
+    self._report_extra = {
+      "image_source": tables.describe(),
+      "manual_dir": os.fspath(manual_dir),
+      "labels": {
+        s: f"{LABEL_FILES[s]}, cross-checked with the tables" if s in label_paths else "tables"
+        for s in SPLITS
+      },
+    }
+    return {
+      split: self._generate_table_examples(split, tables, label_paths.get(split))
+      for split in SPLITS
+    }
+
+  def _generate_table_examples(self, split, tables, label_path):
+    report = build_report.SplitReport(split)
+    rows = tables.iter_rows(split)
+    if label_path is None:
+      yield from mirror_build.iter_table_examples(rows, report, self._make_example)
+    else:
+      yield from mirror_build.iter_checked_examples(
+        rows, os.fspath(label_path), report, self._make_example
+      )
+    self._write_report(split, report)
+
+  def _write_report(self, split, report):
+    self._reports[split] = report
+    build_report.write_report(
+      self._reports,
+      self.data_dir,  # the build's temporary dir, renamed to final_directory at the end
+      extra=self._report_extra,
+      log_splits=(split,),
+      final_directory=os.fspath(epath.Path(self.data_dir_root) / self.name / str(self.version)),
+    )
+
   def _generate_examples(self, split, label_path, source):
     report = build_report.SplitReport(split)
-    by_uid = collections.defaultdict(list)  # uid -> [(record index, serialized)]
-    for index, serialized in enumerate(label_records.read_tfrecord(label_path)):
-      report.label_records += 1
-      try:
-        uid = label_records.parse_record(serialized).uid
-      except (KeyError, ValueError):
-        report.add("malformed_record", f"record#{index}")
-        continue
-      if uid in by_uid:
-        report.add("duplicate_uid", uid)
-      by_uid[uid].append((index, serialized))
+    by_uid = mirror_build.index_label_file(label_path, report)  # uid -> [(index, serialized)]
     seen = set()
     for uid, image_bytes, caption in source.iter_images(list(by_uid)):
       seen.add(uid)
@@ -255,14 +311,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     for uid in sorted(set(by_uid) - seen):
       for _ in by_uid[uid]:
         report.add("missing_image", uid)
-    self._reports[split] = report
-    build_report.write_report(
-      self._reports,
-      self.data_dir,  # the build's temporary dir, renamed to final_directory at the end
-      extra=self._report_extra,
-      log_splits=(split,),
-      final_directory=os.fspath(epath.Path(self.data_dir_root) / self.name / str(self.version)),
-    )
+    self._write_report(split, report)
 
   def _make_example(self, record, image, caption, report):
     """The TFDS example for one label record, or None (counted) when it cannot be built."""
