@@ -45,7 +45,8 @@ PARQUET_COLUMNS = ("caption", "image_0_uid", "image_1_uid", "jpg_0", "jpg_1")
 LAYOUT_HELP = (
   "expected in manual_dir: either pickapic/*.parquet (columns caption, image_0_uid, "
   "image_1_uid, jpg_0, jpg_1) or images/<uid>.<ext> plus captions.jsonl "
-  '(one {"uid": ..., "caption": ...} per line)'
+  '(one {"uid": ..., "caption": ...} per line), or all-in-one mirror tables '
+  "tables/<split>*.parquet"
 )
 
 

@@ -372,10 +372,13 @@ def test_tfds_build_cli_from_tables(tmp_path):
   """The README's command on an all-in-one mirror: builds, and a column mistake is one line."""
   synth, _ = _synthetic(tmp_path, seed=26)
   source = read_source(synth)
-  manual = tmp_path / "mirror"
+  download = tmp_path / "hf_mirror" / "data"  # linked in as the README shows
   for split, name in (("train", "train"), ("dev", "validation"), ("test", "test")):
     rows = map(_row, source[split].values())
-    _write_table(manual / "tables" / f"{name}.parquet", rows, rename={"caption": "prompt"})
+    _write_table(download / f"{name}-00000-of-00001.parquet", rows, rename={"caption": "prompt"})
+  manual = tmp_path / "mirror"
+  manual.mkdir()
+  os.symlink(download, manual / "tables")
   env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
   cmd = [
     os.path.join(os.path.dirname(sys.executable), "tfds"),
