@@ -66,12 +66,14 @@ def setup_training(config) -> TrainingSetup:
   key = json.dumps(config_to_dict(config), sort_keys=True)
   if key not in _SETUP_CACHE:
     _SETUP_CACHE.clear()  # hold at most one set of compiled steps
-    _SETUP_CACHE[key] = _build_setup(config)
+    _SETUP_CACHE[key] = build_setup(config)
   return _SETUP_CACHE[key]
 
 
-def _build_setup(config) -> TrainingSetup:
-  mesh, rules = make_mesh_and_rules(config)
+def build_setup(config, devices=None) -> TrainingSetup:
+  """`setup_training` without the memo, over `devices` (default: all; `rahf-jax plan` passes
+  compile-only TPU devices). Nothing is compiled until a step is called or lowered."""
+  mesh, rules = make_mesh_and_rules(config, devices)
   shards = mesh.shape["data"] * mesh.shape["fsdp"]
   for field in ("batch_size", "eval_batch_size"):
     if int(config[field]) % shards:

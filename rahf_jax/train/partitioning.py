@@ -116,15 +116,19 @@ def make_mesh(
   return jax.sharding.Mesh(arr, MESH_AXES)
 
 
-def make_mesh_and_rules(config):
-  """The device mesh of a run config (config.mesh, -1 = fill) and its named logical rules."""
+def make_mesh_and_rules(config, devices: Sequence[jax.Device] | None = None):
+  """The device mesh of a run config (config.mesh, -1 = fill) over `devices` (default: all)
+  and its named logical rules."""
   name = config.logical_rules
   if name not in LOGICAL_AXIS_RULES:
     raise ValueError(
       f"Unknown config.logical_rules {name!r}; use one of {sorted(LOGICAL_AXIS_RULES)}."
     )
   mesh = make_mesh(
-    data=int(config.mesh.data), fsdp=int(config.mesh.fsdp), model=int(config.mesh.model)
+    data=int(config.mesh.data),
+    fsdp=int(config.mesh.fsdp),
+    model=int(config.mesh.model),
+    devices=devices,
   )
   return mesh, LOGICAL_AXIS_RULES[name]
 

@@ -1,0 +1,103 @@
+"""A run config's steps, compiled ahead of time for a target's devices (nothing initialised or run).
+
+  train   the train step as `rahf-jax train` runs it (rahf_jax.train.loop.build_setup: the
+          config's mesh, rules, optimizer, microbatches), on config.batch_size examples
+  eval    the dev-evaluation step (loss terms and outputs), on config.eval_batch_size examples
+  score   the heads alone (scores and heatmaps, no decoder), as the Scorer and `rahf-jax score`
+          run them, on config.eval_batch_size examples
+
+Each is lowered from abstract arguments (ShapeDtypeStructs with the steps' shardings) and
+compiled by the target's compiler: XLA:TPU for compile-only TPU devices, XLA:CPU for CPU
+devices. Model FLOPs are the analytic counts of rahf_jax.models.flops for the step's batch.
+"""
+
+import dataclasses
+import time
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from rahf_jax.models import flops as model_flops
+from rahf_jax.train import loop, steps
+
+STEPS = ("train", "eval", "score")
+
+
+@dataclasses.dataclass
+class CompiledStep:
+  """One compiled step and what it was compiled from."""
+
+  name: str
+  batch_size: int
+  compiled: Any  # jax.stages.Compiled
+  lower_s: float
+  compile_s: float
+  model_flops: float  # analytic FLOPs of one call on the whole batch
+
+
+def _abstract_batch(example: dict, batch_size: int, sharding) -> dict:
+  return {
+    k: jax.ShapeDtypeStruct((batch_size,) + v.shape[1:], v.dtype, sharding=sharding)
+    for k, v in example.items()
+  }
+
+
+def make_score_step(model, mesh, rules, param_shardings):
+  """Jitted (params, image, prompt_ids) -> heads' outputs, sharded like the train step."""
+  bsharding = steps.batch_sharding(mesh)
+
+  def score(params, image, prompt_ids):
+    return model.apply({"params": params}, image, prompt_ids, method=model.predict_heads)
+
+  jitted = jax.jit(
+    score, in_shardings=(param_shardings, bsharding, bsharding), out_shardings=bsharding
+  )
+  return steps.with_mesh_context(jitted, mesh, rules)
+
+
+def _step_calls(setup, names):
+  """name -> (step function, abstract arguments, batch size, model FLOPs)."""
+  config, mc = setup.config, setup.model_config
+  lp, lt = int(config.data.prompt_len), int(config.data.target_len)
+  breakdown = model_flops.forward_flops_breakdown(mc, lp, lt)
+  forward = sum(breakdown.values())
+  bsharding = steps.batch_sharding(setup.mesh)
+  train_b, eval_b = int(config.batch_size), int(config.eval_batch_size)
+  calls = {}
+  for name in names:
+    if name == "train":
+      batch = _abstract_batch(setup.example_batch, train_b, bsharding)
+      calls[name] = (setup.train_step, (setup.abstract_state, batch), train_b,
+                     model_flops.train_flops_per_example(mc, lp, lt) * train_b)  # fmt: skip
+    elif name == "eval":
+      batch = _abstract_batch(setup.example_batch, eval_b, bsharding)
+      weights = jax.ShapeDtypeStruct((eval_b,), jnp.float32, sharding=bsharding)
+      calls[name] = (setup.eval_step, (setup.abstract_state, batch, weights), eval_b,
+                     forward * eval_b)  # fmt: skip
+    elif name == "score":
+      step = make_score_step(setup.model, setup.mesh, setup.rules, setup.state_shardings.params)
+      batch = _abstract_batch(setup.example_batch, eval_b, bsharding)
+      args = (setup.abstract_state.params, batch["image"], batch["prompt_ids"])
+      calls[name] = (step, args, eval_b, (forward - breakdown["decoder"]) * eval_b)
+    else:
+      raise ValueError(f"--steps: {name!r} is not a step; use some of {', '.join(STEPS)}.")
+  return calls
+
+
+def compile_steps(config, devices, names=STEPS):
+  """(setup, [CompiledStep]) of the config's steps `names`, compiled for `devices`."""
+  setup = loop.build_setup(config, devices)
+  compiled_steps = []
+  for name, (step, args, batch_size, flops) in _step_calls(setup, names).items():
+    start = time.perf_counter()
+    with jax.set_mesh(setup.mesh), nn.logical_axis_rules(setup.rules):
+      lowered = step.jitted.lower(*args)
+    lower_s = time.perf_counter() - start
+    start = time.perf_counter()
+    compiled = lowered.compile()
+    compiled_steps.append(
+      CompiledStep(name, batch_size, compiled, lower_s, time.perf_counter() - start, flops)
+    )
+  return setup, compiled_steps
