@@ -342,6 +342,12 @@ def test_table_layout_mistakes_are_one_line(tmp_path):
   pq.write_table(schema.empty_table(), path)
   with pytest.raises(build_errors.SourceLayoutError, match=r"column 'image' \(role image\) is"):
     mirror_tables.find_tables(str(tmp_path))
+  arrays = [
+    (n, pa.list_(pa.list_(pa.int64())) if n == "artifact_map" else t) for n, t in LABEL_FIELDS
+  ]
+  pq.write_table(pa.schema([("image", pa.binary()), *arrays]).empty_table(), path)
+  with pytest.raises(build_errors.SourceLayoutError, match=r"'artifact_map' \(role artifact_map"):
+    mirror_tables.find_tables(str(tmp_path))  # heatmaps as arrays, not encoded PNGs
   _tiny_table(path)
   assert set(mirror_tables.find_tables(str(tmp_path)).files) == {"train"}
   with pytest.raises(build_errors.MissingInputError, match=r"no table for split\(s\) dev, test"):

@@ -16,7 +16,8 @@ table's column names and overrides the preset role by role. Presets, role -> col
                image_1_uid, jpg_0, jpg_1
 
 Value types are read from the parquet schema, not from the names: an image column holds raw
-bytes or a Hugging Face Image struct {"bytes", "path"} (its bytes are used).
+bytes or a Hugging Face Image struct {"bytes", "path"} (its bytes are used); so does a heatmap
+column (encoded PNG), checked before the build starts.
 """
 
 import dataclasses
@@ -40,8 +41,9 @@ PRESETS = {
   ),
 }
 DEFAULT_PRESET = {TABLES_LAYOUT: "richhf18k", PICKAPIC_LAYOUT: "pickapic_v1"}
-# Roles whose column holds an image (raw bytes or a Hugging Face Image struct).
-IMAGE_ROLES = ("image", "jpg_0", "jpg_1")
+# Roles whose column holds an encoded image (raw bytes or a Hugging Face Image struct); checked
+# in the schema, so a mirror that stores heatmaps as arrays of numbers stops with one line.
+IMAGE_ROLES = ("image", "jpg_0", "jpg_1", "artifact_map", "misalignment_map")
 
 
 @dataclasses.dataclass(frozen=True)
