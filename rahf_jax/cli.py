@@ -12,9 +12,11 @@
                    [--steps train,eval,score] [--out DIR] [--save_executables]
   rahf-jax demo    [--out demo_out] [--data_only]
 
+`rahf-jax <command> --help` lists that command's flags with an example (rahf_jax/cli_help.py).
 A mistake a user can make (a wrong path, an unknown config name, a workdir without checkpoint,
 an unreadable image) ends in one line on stderr and exit status 2, without a traceback; set
-RAHF_DEBUG=1 to see the traceback.
+RAHF_DEBUG=1 to see the traceback. The libraries' start-up notices (TensorFlow, CUDA, libtpu)
+are left out unless --verbose or a TF_CPP_* logging variable is given (rahf_jax/quiet_start.py).
 """
 
 import json
@@ -26,10 +28,11 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
+from rahf_jax import cli_help, quiet_start
 from rahf_jax.reward import score_cli
 
-COMMANDS = ("train", "calibrate", "eval", "predict", "score", "convert", "plan", "demo")
-USAGE = __doc__.split("\n\n")[1]
+COMMANDS = tuple(cli_help.COMMANDS)
+HELP_FLAGS = ("-h", "--help", "-help", "--helpshort", "-?")
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config", None, "configs/<file>.py:<arg>", lock_config=True
@@ -40,7 +43,12 @@ _SPLIT = flags.DEFINE_string(
 )
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "eval: TFDS data dir (default: the run's)")
 _OUT = flags.DEFINE_string("out", None, "output folder (eval, predict, plan, demo)")
-_BEST = flags.DEFINE_bool("best", False, "eval/predict: use the best checkpoint, not the newest")
+_BEST = flags.DEFINE_bool(
+  "best",
+  None,
+  "calibrate/eval/predict/score: the best checkpoint; --nobest: the newest (default: the best "
+  "where the run keeps one, else the newest)",
+)
 _IMAGE = flags.DEFINE_string("image", None, "predict: image file")
 _PROMPT = flags.DEFINE_string("prompt", None, "predict: the text-to-image prompt")
 _DATA_ONLY = flags.DEFINE_bool("data_only", False, "demo: only make and build the data")
@@ -78,6 +86,9 @@ _CHECKPOINT = flags.DEFINE_string(
   "checkpoint", None, "convert: the PyTorch RAHF reproduction's state dict (rahf_model.pt)"
 )
 _SPIECE = flags.DEFINE_string("spiece", None, "convert: the t5-base SentencePiece spiece.model")
+_VERBOSE = flags.DEFINE_bool(
+  "verbose", False, "also show the libraries' start-up notices (TensorFlow, CUDA, libtpu)"
+)
 _VIT_NUM_HEADS = flags.DEFINE_integer(
   "vit_num_heads", None, "convert: ViT attention heads (only for a non-standard ViT width)"
 )
@@ -121,10 +132,12 @@ def _calibrate() -> None:
 
 def _eval() -> None:
   from rahf_jax.evaluation.evaluator import evaluate_workdir  # noqa: PLC0415
+  from rahf_jax.inference.predictor import use_best  # noqa: PLC0415
 
   workdir = _required(_WORKDIR, "eval")
   out = _OUT.value or os.path.join(workdir, f"eval_{_SPLIT.value}")
-  evaluate_workdir(workdir, _SPLIT.value, _DATA_DIR.value, out, _BEST.value, _MAX_BATCHES.value,
+  best = use_best(workdir, _BEST.value)
+  evaluate_workdir(workdir, _SPLIT.value, _DATA_DIR.value, out, best, _MAX_BATCHES.value,
                    protocol=_PROTOCOL.value, decoding=_DECODING.value,
                    mark_bias=_MARK_BIAS.value)  # fmt: skip
   with open(os.path.join(out, "metrics.md"), encoding="utf-8") as f:
@@ -193,6 +206,24 @@ class _QuietLibraries(logging.Filter):
     return record.levelno >= logging.WARNING or "/orbax/" not in record.pathname
 
 
+_NEEDS_TENSORFLOW = ("train", "calibrate", "eval", "demo")  # they read the data pipeline
+
+
+def _start(command: str) -> None:
+  """Starts TensorFlow (kept off the GPUs) and JAX's backends, their notices left out.
+
+  `plan` sets its own XLA flags and a distributed `train` calls jax.distributed.initialize()
+  first: their JAX backends start later, in the command.
+  """
+  jax_backends = command != "plan"
+  if command == "train" and _CONFIG.value is not None:
+    try:
+      jax_backends = not _CONFIG.value.get("distributed", False)
+    except (OSError, AttributeError, KeyError):
+      jax_backends = False  # a config that does not load: `_train` says why
+  quiet_start.start(command in _NEEDS_TENSORFLOW, jax_backends, verbose=_VERBOSE.value)
+
+
 def _dispatch(command: str):
   def run(argv):
     if len(argv) > 1:
@@ -200,6 +231,7 @@ def _dispatch(command: str):
     logging.getLogger().setLevel(logging.INFO)
     logging.getLogger("absl").addFilter(_QuietLibraries())
     try:
+      _start(command)
       _RUN[command]()
     except USER_ERRORS as e:
       if os.environ.get("RAHF_DEBUG"):
@@ -243,10 +275,18 @@ def _parse_flags(command: str):
 def main(argv: list[str] | None = None) -> None:
   """Console script `rahf-jax`."""
   argv = list(sys.argv if argv is None else argv)
+  if len(argv) >= 3 and argv[1] == "help" and argv[2] in COMMANDS:  # `rahf-jax help score`
+    argv = [argv[0], argv[2], "--help"]
   if len(argv) < 2 or argv[1] not in COMMANDS:
-    print(f"usage:\n{USAGE}", file=sys.stderr)
-    sys.exit(0 if len(argv) >= 2 and argv[1] in ("-h", "--help", "help") else 2)
+    asked = len(argv) >= 2 and argv[1] in (*HELP_FLAGS, "help")
+    if len(argv) >= 2 and not asked:
+      print(f"rahf-jax: unknown command {argv[1]!r}.\n", file=sys.stderr)
+    print(cli_help.overview(), file=sys.stdout if asked else sys.stderr, end="")
+    sys.exit(0 if asked else 2)
   command = argv[1]
+  if any(a in HELP_FLAGS for a in argv[2:]):
+    print(cli_help.command_help(command), end="")
+    sys.exit(0)
   app.run(_dispatch(command), argv=[f"rahf-jax {command}"] + argv[2:],
           flags_parser=_parse_flags(command))  # fmt: skip
 

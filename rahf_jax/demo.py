@@ -19,11 +19,11 @@ import json
 import logging
 import os
 import shutil
-import subprocess
 import sys
 import time
 
 import rahf_jax
+from rahf_jax import quiet_start
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(rahf_jax.__file__)))
 BUILDER_DIR = os.path.join(REPO_ROOT, "rahf_jax", "data", "richhf18k")
@@ -81,7 +81,7 @@ def make_data(out_dir: str, timings: dict) -> str:
       tfds_cli = os.path.join(os.path.dirname(sys.executable), "tfds")
       cmd = [tfds_cli, "build", BUILDER_DIR, f"--manual_dir={raw}", f"--data_dir={data_dir}"]
       print(" ".join(cmd), flush=True)
-      subprocess.run(cmd, check=True)
+      quiet_start.run_filtered(cmd)  # TensorFlow's start-up notices left out (unless --verbose)
   return data_dir
 
 

@@ -61,7 +61,8 @@ def test_user_errors_are_one_line(args, message):
 def test_unknown_command_prints_usage():
   code, _, stderr = _run("frobnicate")
   assert code == 2
-  assert "rahf-jax train" in stderr and "rahf-jax predict" in stderr
+  assert "unknown command 'frobnicate'" in stderr and "usage: rahf-jax <command>" in stderr
+  assert "  train " in stderr and "  predict " in stderr
 
 
 def test_unreadable_image(tmp_path):

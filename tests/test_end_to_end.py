@@ -165,7 +165,12 @@ def test_calibrate_records_the_best_dev_bias_and_predictions_use_it(trained):
   f1 = {float(b): v for b, v in record["f1_by_bias"].items()}
   assert sorted(f1) == list(mark_calibration.CANDIDATES)
   assert f1[record["mark_bias"]] == max(f1.values())
-  assert record["checkpoint"] == {"kind": "newest", "step": 120}
+  # By default the best checkpoint (the run keeps one), keyed by its step and params' digest.
+  from rahf_jax.train.checkpointing import checkpoint_steps
+
+  assert record["checkpoint"]["kind"] == "best"
+  assert record["checkpoint"]["step"] == checkpoint_steps(run, best=True)[-1]
+  assert len(record["checkpoint"]["params_digest"]) == 24
 
   predictor = Predictor.from_workdir(run)
   assert predictor.mark_bias == record["mark_bias"]

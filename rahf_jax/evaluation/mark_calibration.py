@@ -5,8 +5,11 @@
 decodes the split's misaligned words once per candidate bias (0 to 6 in steps of 0.5; the
 decoder copies the prompt and writes `_0` where its logit of the mark plus the bias beats the
 next copied token), scores each with the paper's mean F1, and records the best in
-`<workdir>/mark_bias.json` (rahf_jax.inference.mark_bias) for the checkpoint it decoded; ties go
-to the smaller bias. Evaluation, prediction and scoring of that checkpoint then use it.
+`<workdir>/mark_bias.json` (rahf_jax.inference.mark_bias) for the parameters it decoded (their step
+and a digest of their values); ties go to the smaller bias. Evaluation, prediction and scoring of
+those parameters then use it, from the best or the newest checkpoint folder alike. It calibrates
+the checkpoint `Predictor.from_workdir` opens by default (the best where the run keeps one, else
+the newest; `--best` / `--nobest` choose).
 
 Why: the decoder is trained on prompts in which most words are unmarked, so greedy decoding at
 bias 0 marks too few. On the demo's synthetic data (three seeds, biases chosen on dev) the test
@@ -79,16 +82,20 @@ def calibrate_workdir(
   workdir: str,
   split: str = "dev",
   data_dir: str | None = None,
-  best: bool = False,
+  best: bool | None = None,
   candidates: Sequence[float] = CANDIDATES,
 ) -> dict:
-  """Chooses the mark bias of the workdir's newest (or best) checkpoint on `split` and records
-  it in `<workdir>/mark_bias.json`; returns the record."""
+  """Chooses the mark bias of the workdir's checkpoint (`best` as in Predictor.from_workdir) on
+  `split` and records it in `<workdir>/mark_bias.json`; returns the record."""
   predictor = Predictor.from_workdir(workdir, best=best, mark_bias=0.0)
   by_bias, n = f1_by_mark_bias(predictor, split, data_dir, candidates)
   record = {
     "mark_bias": choose_mark_bias(by_bias),
-    "checkpoint": {"kind": "best" if best else "newest", "step": predictor.step},
+    "checkpoint": {
+      "kind": predictor.checkpoint_kind,
+      "step": predictor.step,
+      "params_digest": predictor.params_digest(),
+    },
     "split": split,
     "num_examples": n,
     "f1_by_bias": {str(b): m["f1"] for b, m in by_bias.items()},

@@ -22,9 +22,16 @@ def read_image(path: str) -> np.ndarray:
 
 
 def predict_image_file(
-  workdir: str, image_path: str, prompt: str, out_dir: str | None = None, best: bool = False
+  workdir: str,
+  image_path: str,
+  prompt: str,
+  out_dir: str | None = None,
+  best: bool | None = None,
 ) -> dict:
-  """Predicts for one (image, prompt); writes prediction.json and overlay.png into out_dir."""
+  """Predicts for one (image, prompt); writes prediction.json and overlay.png into out_dir.
+
+  `best`: which checkpoint, as in Predictor.from_workdir (None: the best where the run keeps one).
+  """
   image = read_image(image_path)
   predictor = Predictor.from_workdir(workdir, best=best)
   pred = predictor.predict([image], [prompt])[0]

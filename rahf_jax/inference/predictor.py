@@ -1,6 +1,6 @@
 """`Predictor`: a trained RAHF checkpoint -> scores, heatmaps and the `_0`-marked prompt.
 
-  predictor = Predictor.from_workdir("/tmp/rahf_tiny")          # newest (or best=True) checkpoint
+  predictor = Predictor.from_workdir("/tmp/rahf_tiny")  # the best checkpoint, else the newest
   preds = predictor.predict([image_uint8_hw3], ["a red circle on a blue background"])
   preds[0] == {"scores": {...}, "heatmaps": {...: float32 [Ho, Wo]}, "misaligned_words": "...",
                "misaligned_prompt_words": [...]}  # the marked words that are prompt words
@@ -13,6 +13,15 @@ choose only where the `_0` marks go (rahf_jax.models.constrained_decode), so the
 the prompt, marked (with the mark bias `rahf-jax calibrate` chose on a held-out split, recorded
 in the workdir: rahf_jax.inference.mark_bias); "free" is plain greedy decoding over the whole
 vocabulary, which can write words that are not in the prompt.
+
+Which checkpoint `from_workdir` opens: the best one (by the run's `best_metric`) where the run
+keeps one, as `make demo` and the README's figures evaluate it; else the newest. `best=False`
+opens the newest, `best=True` the best. Its mark bias is the one `rahf-jax calibrate` recorded
+for these parameters (matched by step and a digest of the values), whichever folder holds them.
+
+Compute dtype: on a CPU backend `from_workdir` computes in float32 whatever the config says
+(XLA:CPU runs bfloat16 dots as float32 plus conversions, which is slower); on GPU and TPU it keeps
+the config's `model.dtype`. `compute_dtype=` chooses one.
 """
 
 import dataclasses
@@ -28,9 +37,9 @@ from PIL import Image
 
 from rahf_jax import features as F
 from rahf_jax.inference import postprocess, prompt_copy
-from rahf_jax.inference.mark_bias import read_mark_bias
+from rahf_jax.inference.mark_bias import params_digest, read_mark_bias
 from rahf_jax.inference.tokenizer import load_tokenizer
-from rahf_jax.models import build_model_from_config, constrained_decode, greedy_decode
+from rahf_jax.models import build_model, build_model_from_config, constrained_decode, greedy_decode
 from rahf_jax.train import checkpointing, steps
 from rahf_jax.train.partitioning import make_mesh_and_rules
 from rahf_jax.train.state import abstract_params
@@ -57,6 +66,27 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   return config
 
 
+def use_best(workdir: str, best: bool | None) -> bool:
+  """Whether `from_workdir(workdir, best=best)` opens the best checkpoint: `best` as given;
+  None: the best where the run keeps one (the README's figures come from it), else the newest."""
+  if best is None:
+    return bool(checkpointing.checkpoint_steps(workdir, best=True))
+  return bool(best)
+
+
+def inference_dtype(config_dtype: str, compute_dtype: str | None = None, backend: str | None = None
+                    ) -> str:  # fmt: skip
+  """The compute dtype to predict with: `compute_dtype` if given; else float32 on a CPU backend
+  (`backend`, default jax.default_backend()) and the config's dtype on GPU/TPU."""
+  if compute_dtype is not None:
+    try:
+      return np.dtype(jax.numpy.dtype(compute_dtype)).name
+    except TypeError as e:
+      raise ValueError(f"compute_dtype {compute_dtype!r} unknown; use float32 or bfloat16.") from e
+  backend = jax.default_backend() if backend is None else backend
+  return "float32" if backend == "cpu" else str(config_dtype)
+
+
 @dataclasses.dataclass(frozen=True)
 class InferenceSetup:
   """What a predictor builds from a run config alone: no optimizer, no train state."""
@@ -69,8 +99,12 @@ class InferenceSetup:
   abstract_params: Any  # ShapeDtypeStructs with the params' shardings
 
   @classmethod
-  def from_config(cls, config) -> "InferenceSetup":
+  def from_config(cls, config, compute_dtype: str | None = None) -> "InferenceSetup":
+    """`compute_dtype`: the model's compute dtype instead of the config's (None: the config's)."""
     model_config, model = build_model_from_config(config)
+    if compute_dtype is not None and compute_dtype != model_config.dtype:
+      model_config.dtype = compute_dtype
+      model = build_model(model_config)
     mesh, rules = make_mesh_and_rules(config)
     example = make_synthetic_batch(
       model_config, 1, int(config.data.prompt_len), int(config.data.target_len), seed=0
@@ -103,12 +137,15 @@ class Predictor:
     decoding: str = "constrained",
     mark_bias: float = 0.0,
     step: int | None = None,
+    checkpoint_kind: str | None = None,
   ):
     if decoding not in DECODINGS:
       raise ValueError(f"decoding {decoding!r} unknown; use one of {DECODINGS}.")
     self.decoding = decoding
     self.mark_bias = float(mark_bias)
     self.step = step  # the checkpoint's step, when restored from a workdir
+    self.checkpoint_kind = checkpoint_kind  # "best" or "newest", when restored from a workdir
+    self._params_digest: str | None = None
     self.setup = setup
     self.params = params
     self.tokenizer = tokenizer
@@ -138,26 +175,40 @@ class Predictor:
   def from_workdir(
     cls,
     workdir: str,
-    best: bool = False,
+    best: bool | None = None,
     step: int | None = None,
     decoding: str = "constrained",
     mark_bias: float | None = None,
+    compute_dtype: str | None = None,
   ) -> "Predictor":
-    """The params of the newest (or the best, or `step`'s) checkpoint of a workdir.
+    """The params of a workdir's checkpoint: the best one where the run keeps one, else the
+    newest (`best=True`: the best, `best=False`: the newest; `step`: that step's of the two).
 
     Our training runs and converted checkpoints (`rahf-jax convert`) alike; only the
     parameters are read, straight into their shardings. `mark_bias` None: the bias that
-    `rahf-jax calibrate` recorded for this checkpoint (rahf_jax.inference.mark_bias), else 0.
+    `rahf-jax calibrate` recorded for these parameters (rahf_jax.inference.mark_bias), else 0.
+    `compute_dtype` None: float32 on a CPU backend, the config's on GPU/TPU (`inference_dtype`).
     """
     config = load_config(workdir)
-    setup = InferenceSetup.from_config(config)
+    best = use_best(workdir, best)
+    model_dtype = build_model_from_config(config)[0].dtype
+    setup = InferenceSetup.from_config(config, inference_dtype(model_dtype, compute_dtype))
     params, restored = checkpointing.restore_params(
       workdir, setup.abstract_params, step=step, best=best
     )
-    if mark_bias is None:
-      mark_bias = read_mark_bias(workdir, "best" if best else "newest", restored)
     tokenizer = load_tokenizer(config.data.vocabulary)
-    return cls(setup, params, tokenizer, decoding, mark_bias, step=restored)
+    kind = "best" if best else "newest"
+    predictor = cls(setup, params, tokenizer, decoding, 0.0, step=restored, checkpoint_kind=kind)
+    if mark_bias is None:
+      mark_bias = read_mark_bias(workdir, restored, predictor.params_digest())
+    predictor.mark_bias = float(mark_bias)
+    return predictor
+
+  def params_digest(self) -> str:
+    """A digest of the parameter values (rahf_jax.inference.mark_bias.params_digest)."""
+    if self._params_digest is None:
+      self._params_digest = params_digest(self.params)
+    return self._params_digest
 
   @property
   def step_multiple(self) -> int:

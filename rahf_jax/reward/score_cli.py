@@ -93,7 +93,7 @@ def run_score(
   gallery: str | None = None,
   batch_size: int = 16,
   words: bool = False,
-  best: bool = False,
+  best: bool | None = None,
   weights: str | dict = "overall=1",
   mask_threshold: float = 0.3,
   mask_dilation: int | None = None,

@@ -52,10 +52,17 @@ class Scorer:
 
   @classmethod
   def from_workdir(
-    cls, workdir: str, best: bool = False, batch_size: int = DEFAULT_BATCH_SIZE
+    cls,
+    workdir: str,
+    best: bool | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    compute_dtype: str | None = None,
   ) -> "Scorer":
-    """The newest (or, `best=True`, the best) checkpoint of a training workdir."""
-    return cls(Predictor.from_workdir(workdir, best=best), batch_size)
+    """A workdir's checkpoint as `Predictor.from_workdir` opens it: the best where the run keeps
+    one, else the newest (`best=False`: the newest); with its calibrated mark bias; float32
+    compute on a CPU backend, the config's dtype on GPU/TPU (`compute_dtype` chooses)."""
+    predictor = Predictor.from_workdir(workdir, best=best, compute_dtype=compute_dtype)
+    return cls(predictor, batch_size)
 
   @property
   def params(self) -> Any:
