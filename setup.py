@@ -45,6 +45,8 @@ INSTALL_REQUIRES = [
 TORCH = ["torch==2.13.0"]
 TRANSFORMERS = ["transformers==4.57.6"]
 
+TPU = ["jax[tpu]==0.10.2"]
+
 EXTRAS_REQUIRE = {
   "dev": [
     "pytest",
@@ -56,6 +58,9 @@ EXTRAS_REQUIRE = {
     "ipykernel",
     *TORCH,
     *TRANSFORMERS,
+    # libtpu: XLA:TPU compiles for compile-only TPU devices on any machine (`rahf-jax plan`,
+    # tests/plan/test_tpu_compile.py); jax runs on the CPU where no TPU is attached.
+    *TPU,
   ],
   "torch": TORCH,
   # t5x, airio and jestimator are not on PyPI (jestimator's PyPI release is broken on
@@ -74,7 +79,7 @@ EXTRAS_REQUIRE = {
     "libcst",
   ],
   "gpu": ["jax[cuda12]==0.10.2"],
-  "tpu": ["jax[tpu]==0.10.2"],
+  "tpu": TPU,
 }
 
 setuptools.setup(

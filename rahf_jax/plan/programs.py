@@ -9,6 +9,11 @@
 Each is lowered from abstract arguments (ShapeDtypeStructs with the steps' shardings) and
 compiled by the target's compiler: XLA:TPU for compile-only TPU devices, XLA:CPU for CPU
 devices. Model FLOPs are the analytic counts of rahf_jax.models.flops for the step's batch.
+
+XLA's cost analysis counts a loop's body once, so a train step with k microbatches reports
+about 1/k of its FLOPs and bytes. `loop_scale` corrects for it: the ratio of the counts of the
+one-pass and the microbatched step as lowered (before partitioning and optimisation; lowering
+takes seconds where compiling takes minutes), which is k times the loop's share.
 """
 
 import dataclasses
@@ -35,6 +40,7 @@ class CompiledStep:
   lower_s: float
   compile_s: float
   model_flops: float  # analytic FLOPs of one call on the whole batch
+  loop_scale: dict | None = None  # {"flops", "bytes accessed"}: count factors for the loop
 
 
 def _abstract_batch(example: dict, batch_size: int, sharding) -> dict:
@@ -86,18 +92,36 @@ def _step_calls(setup, names):
   return calls
 
 
+def _lower(setup, step, args):
+  with jax.set_mesh(setup.mesh), nn.logical_axis_rules(setup.rules):
+    return step.jitted.lower(*args)
+
+
+def _loop_scale(config, devices, lowered) -> dict:
+  """Count factors of a microbatched train step: one pass's counts over the loop's, as lowered."""
+  one_pass = config.copy_and_resolve_references()
+  one_pass.num_microbatches = 1
+  setup = loop.build_setup(one_pass, devices)
+  step, args, _, _ = _step_calls(setup, ["train"])["train"]
+  whole, looped = _lower(setup, step, args).cost_analysis(), lowered.cost_analysis()
+  return {key: float(whole[key]) / float(looped[key]) for key in ("flops", "bytes accessed")}
+
+
 def compile_steps(config, devices, names=STEPS):
   """(setup, [CompiledStep]) of the config's steps `names`, compiled for `devices`."""
   setup = loop.build_setup(config, devices)
   compiled_steps = []
   for name, (step, args, batch_size, flops) in _step_calls(setup, names).items():
     start = time.perf_counter()
-    with jax.set_mesh(setup.mesh), nn.logical_axis_rules(setup.rules):
-      lowered = step.jitted.lower(*args)
+    lowered = _lower(setup, step, args)
     lower_s = time.perf_counter() - start
     start = time.perf_counter()
     compiled = lowered.compile()
+    compile_s = time.perf_counter() - start
+    scale = None
+    if name == "train" and int(config.get("num_microbatches", 1)) > 1:
+      scale = _loop_scale(config, devices, lowered)
     compiled_steps.append(
-      CompiledStep(name, batch_size, compiled, lower_s, time.perf_counter() - start, flops)
+      CompiledStep(name, batch_size, compiled, lower_s, compile_s, flops, scale)
     )
   return setup, compiled_steps

@@ -11,6 +11,8 @@ ex/s and MFU follow from it (MFU = the model's analytic FLOPs / (devices x peak 
 recomputation lowers it). XLA:TPU's own estimate (`optimal_seconds`) is shown beside it only
 where it is valid (positive). Collectives are the program's, by kind, with the bytes each
 device sends (rahf_jax.plan.collectives); a collective inside a loop (microbatches) counts once.
+A microbatched step's FLOPs and bytes are XLA's counts times its loop scale
+(rahf_jax.plan.programs), since XLA counts a loop's body once.
 """
 
 from typing import Any
@@ -41,7 +43,8 @@ def step_row(step: CompiledStep, target: Target) -> dict[str, Any]:
   total = (memory["arguments"] + memory["temporaries"] + memory["outputs"] - memory["aliased"]
            + memory["code"])  # fmt: skip
   cost = _cost(step.compiled)
-  flops = float(cost.get("flops", 0.0))
+  scale = step.loop_scale or {}
+  flops = float(cost.get("flops", 0.0)) * scale.get("flops", 1.0)
   row = {
     "step": step.name,
     "batch": step.batch_size,
@@ -51,7 +54,9 @@ def step_row(step: CompiledStep, target: Target) -> dict[str, Any]:
     "total_bytes": total,
     "capacity_bytes": target.device_hbm_bytes,
     "flops_per_device": flops,
-    "bytes_accessed_per_device": float(cost.get("bytes accessed", 0.0)),
+    "bytes_accessed_per_device": float(cost.get("bytes accessed", 0.0))
+    * scale.get("bytes accessed", 1.0),
+    "loop_scale": step.loop_scale,
     "model_flops": step.model_flops,
     "executed_over_model": flops * n / step.model_flops if step.model_flops else None,
     "lower_s": step.lower_s,
@@ -70,7 +75,7 @@ def step_row(step: CompiledStep, target: Target) -> dict[str, Any]:
 
 
 def _roofline(row: dict, target: Target) -> dict[str, Any]:
-  if target.chip is None:
+  if target.device_peak_flops is None or target.device_hbm_bytes_per_s is None:
     return {"estimate_s": None, "examples_per_s": None, "mfu": None}
   compute_s = row["flops_per_device"] / target.device_peak_flops
   memory_s = row["bytes_accessed_per_device"] / target.device_hbm_bytes_per_s

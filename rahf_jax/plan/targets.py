@@ -29,8 +29,8 @@ class Chip:
 
   name: str
   hbm_bytes: int
-  peak_flops: float  # bf16 FLOP/s
-  hbm_bytes_per_s: float
+  peak_flops: float | None = None  # bf16 FLOP/s
+  hbm_bytes_per_s: float | None = None
 
 
 # jax's device_kind -> chip.
@@ -66,11 +66,13 @@ class Target:
 
   @property
   def device_peak_flops(self) -> float | None:
-    return None if self.chip is None else self.chip.peak_flops / self.devices_per_chip
+    peak = self.chip and self.chip.peak_flops
+    return peak / self.devices_per_chip if peak else None
 
   @property
   def device_hbm_bytes_per_s(self) -> float | None:
-    return None if self.chip is None else self.chip.hbm_bytes_per_s / self.devices_per_chip
+    rate = self.chip and self.chip.hbm_bytes_per_s
+    return rate / self.devices_per_chip if rate else None
 
 
 def prepare_environment(topology: str) -> None:
@@ -110,7 +112,7 @@ def get_target(topology: str) -> Target:
   kind, _, arg = topology.partition(":")
   if topology == "local":
     devices = tuple(jax.devices())
-    chip = CHIPS.get(devices[0].device_kind)
+    chip = CHIPS.get(devices[0].device_kind) or _chip_from_memory_stats(devices[0])
     return Target(topology, devices, chip, _devices_per_chip(devices))
   if kind == "cpu":
     count = _positive_int(arg, topology)
@@ -134,6 +136,15 @@ def get_target(topology: str) -> Target:
     raise ValueError(_tpu_error(topology, e)) from e
   devices = tuple(desc.devices)
   return Target(topology, devices, CHIPS.get(devices[0].device_kind), _devices_per_chip(devices))
+
+
+def _chip_from_memory_stats(device) -> Chip | None:
+  """A chip of unlisted kind (a GPU) with the memory its runtime reports; rates unknown."""
+  try:
+    limit = (device.memory_stats() or {}).get("bytes_limit")
+  except Exception:  # noqa: BLE001 - CPU devices and some runtimes have no memory stats
+    limit = None
+  return Chip(device.device_kind, int(limit)) if limit else None
 
 
 def _tpu_error(topology: str, e: Exception) -> str:
