@@ -36,6 +36,8 @@ INSTALL_REQUIRES = [
   "gin-config==0.5.0",
   # Hugging Face .safetensors weights are read with safetensors.numpy (no torch needed).
   "safetensors==0.8.0",
+  # `rahf-jax serve`, the HTTP reward server (its client needs only the standard library).
+  "aiohttp==3.14.5",
 ]
 
 # PyTorch state dicts (.pt / .bin, e.g. the PyTorch RAHF reproduction's checkpoint) are read with

@@ -1,4 +1,4 @@
-"""`rahf-jax train | calibrate | eval | predict | score | convert | plan | demo`: the command line.
+"""`rahf-jax train | calibrate | eval | predict | score | serve | convert | plan | demo`: the CLI.
 
   rahf-jax train   --config configs/rahf.py:tiny,multihead --workdir DIR [--config.<field>=<value>]
   rahf-jax calibrate --workdir DIR [--split dev] [--data_dir D] [--best]
@@ -7,8 +7,10 @@
   rahf-jax predict --workdir DIR --image PATH --prompt TEXT [--out DIR]
   rahf-jax score   --workdir DIR (--manifest F.jsonl | --images DIR --prompt TEXT) --out F.jsonl
                    [--rank] [--masks DIR] [--gallery F.html] [--words] [--batch_size N]
+  rahf-jax serve   --workdir DIR [--host 127.0.0.1] [--port 8000] [--batch_size N]
+                   [--max_wait_ms MS] [--max_queue N] [--max_body_mb MB] [--max_image_pixels N]
   rahf-jax convert --checkpoint rahf_model.pt --spiece t5-base/spiece.model --out DIR
-  rahf-jax plan    --config configs/rahf.py:<size>,<variant> --topology v5e:8x8|v5p:4x4x4|cpu:8
+  rahf-jax plan    --config configs/rahf.py:<size>,<variant> --topology v5e:8x8|v5p:2x4x4|cpu:8
                    [--steps train,eval,score] [--out DIR] [--save_executables]
   rahf-jax demo    [--out demo_out] [--data_only]
 
@@ -29,7 +31,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from rahf_jax import cli_help, quiet_start
-from rahf_jax.reward import score_cli
+from rahf_jax.reward import score_cli, serve_cli
 
 COMMANDS = tuple(cli_help.COMMANDS)
 HELP_FLAGS = ("-h", "--help", "-help", "--helpshort", "-?")
@@ -46,8 +48,8 @@ _OUT = flags.DEFINE_string("out", None, "output folder (eval, predict, plan, dem
 _BEST = flags.DEFINE_bool(
   "best",
   None,
-  "calibrate/eval/predict/score: the best checkpoint; --nobest: the newest (default: the best "
-  "where the run keeps one, else the newest)",
+  "calibrate/eval/predict/score/serve: the best checkpoint; --nobest: the newest (default: the "
+  "best where the run keeps one, else the newest)",
 )
 _IMAGE = flags.DEFINE_string("image", None, "predict: image file")
 _PROMPT = flags.DEFINE_string("prompt", None, "predict: the text-to-image prompt")
@@ -75,8 +77,8 @@ _MARK_BIAS = flags.DEFINE_float(
 _TOPOLOGY = flags.DEFINE_string(
   "topology",
   None,
-  "plan: the devices to compile for: a TPU topology libtpu knows (v4:2x2x4, v5e:8x8, "
-  "v5p:4x4x4, v6e:8x8) or cpu:N (N fake CPU devices)",
+  "plan: the devices to compile for: a TPU slice as libtpu names it (v5e:8x8, v5p:2x4x4, "
+  "v4:2x4x4, v6e:8x8), cpu:N (N fake CPU devices) or local (this runtime's devices)",
 )
 _STEPS = flags.DEFINE_list("steps", ["train", "eval", "score"], "plan: the steps to compile")
 _SAVE_EXECUTABLES = flags.DEFINE_bool(
@@ -177,8 +179,13 @@ def _plan() -> None:
     _ = config.model
   except (OSError, AttributeError) as e:
     raise ValueError(_flag_error_line(e)) from e
+  quiet = quiet_start.wants_quiet(_VERBOSE.value)
   sys.exit(run_plan(config, _required(_TOPOLOGY, "plan"), _STEPS.value, _OUT.value,
-                    _SAVE_EXECUTABLES.value))  # fmt: skip
+                    _SAVE_EXECUTABLES.value, quiet=quiet))  # fmt: skip
+
+
+def _serve() -> None:
+  serve_cli.run(_required(_WORKDIR, "serve"), _BEST.value)
 
 
 def _demo() -> None:
@@ -193,6 +200,7 @@ _RUN = {
   "eval": _eval,
   "predict": _predict,
   "score": score_cli.run,
+  "serve": _serve,
   "convert": _convert,
   "plan": _plan,
   "demo": _demo,

@@ -1,6 +1,7 @@
 """`rahf-jax <command> --help`: each command's own flags, one line each, and an example.
 
-The flags themselves are defined in rahf_jax/cli.py and rahf_jax/reward/score_cli.py; this file
+The flags themselves are defined in rahf_jax/cli.py, rahf_jax/reward/score_cli.py and
+rahf_jax/reward/serve_cli.py; this file
 says which command takes which flag and what it means there (`--out`, `--best`, `--split` mean a
 little different things per command). A flag's default is read off its definition.
 """
@@ -103,6 +104,24 @@ COMMANDS: dict[str, Command] = {
     ),
     "rahf-jax score --workdir demo_out/workdir --manifest pairs.jsonl --out results.jsonl --words",
   ),
+  "serve": Command(
+    "an HTTP reward server for training loops: POST /score, dynamic batching, /healthz, /readyz",
+    "--workdir DIR [--host 127.0.0.1] [--port 8000] [--batch_size N] [flags]",
+    (
+      _WORKDIR,
+      ("host", "ADDR", "the address to listen on (0.0.0.0: every interface)"),
+      ("port", "N", "the TCP port; 0: any free one (printed, and written to --port_file)"),
+      ("batch_size", "N", "pairs per model call: requests are batched into buckets of this size"),
+      ("max_wait_ms", "MS", "the longest a pair waits for its batch to fill"),
+      ("max_queue", "N", "pairs waiting to be scored before requests get 503 + Retry-After"),
+      ("max_body_mb", "MB", "the largest request body; larger ones get 413"),
+      ("max_image_pixels", "N", "the largest image (H * W, read from its header); larger: 413"),
+      ("shutdown_timeout", "S", "on SIGTERM, how long to wait for the accepted requests"),
+      ("port_file", "FILE", "write the bound port here once listening (for scripts)"),
+      _BEST,
+    ),
+    "rahf-jax serve --workdir demo_out/workdir --port 8000 --batch_size 16 --max_wait_ms 10",
+  ),
   "convert": Command(
     "convert the PyTorch reproduction's rahf_model.pt into a workdir that predicts and evaluates",
     "--checkpoint rahf_model.pt --spiece spiece.model --out DIR [--vit_num_heads N]",
@@ -115,7 +134,8 @@ COMMANDS: dict[str, Command] = {
     "rahf-jax convert --checkpoint rahf_model.pt --spiece t5-base/spiece.model --out rahf_l16",
   ),
   "plan": Command(
-    "compile a run's steps ahead of time for a TPU topology or N fake CPU devices: memory, FLOPs",
+    "compile a run's steps for a TPU slice (no TPU needed) or CPU devices: memory per chip, "
+    "FLOPs, estimated step time, collectives; exit 1 when a step does not fit",
     "--config configs/rahf.py:<size>,<variant> --topology T [--steps S] [--out DIR]",
     (
       ("config", "FILE:ARG", "the config to plan: configs/rahf.py:<size>,<variant>"),
@@ -123,13 +143,15 @@ COMMANDS: dict[str, Command] = {
       (
         "topology",
         "T",
-        "a TPU topology libtpu knows (v4:2x2x4, v5e:8x8, v5p:4x4x4, v6e:8x8) or cpu:N",
+        "a TPU slice as libtpu names it (v5e:8x8, v5p:2x4x4, v4:2x4x4, v6e:8x8), cpu:N "
+        "(N fake CPU devices) or local (this runtime's devices)",
       ),  # fmt: skip
       ("steps", "LIST", "the steps to compile, comma-separated: train, eval, score"),
       ("out", "DIR", "write the plan's report here"),
       ("save_executables", "", "also write each compiled step's serialized executable to --out"),
     ),
-    "rahf-jax plan --config configs/rahf.py:L16_t5base_384,multihead --topology v5e:8x8",
+    "rahf-jax plan --config configs/rahf.py:L16_t5base_384,multihead --topology v5e:8x8 "
+    "--config.num_microbatches=2",
   ),
   "demo": Command(
     "synthetic RichHF-format data -> tfds build -> train the tiny model -> evaluate (~14 min)",

@@ -51,6 +51,10 @@ def test_flags_meanings_and_defaults(capsys):
     "rahf-jax plan --config configs/rahf.py:L16_t5base_384,multihead --topology v5e:8x8" in plan
   )
   assert {"topology", "steps", "save_executables", "config", "out"} <= _listed(plan)
+  _, serve = _help(capsys, "serve", "--help")
+  assert re.search(r"^  --max_queue N +pairs waiting.*\(default: 256\)$", serve, re.M)
+  assert re.search(r"^  --host ADDR +.*\(default: 127\.0\.0\.1\)$", serve, re.M)
+  assert "--manifest" not in serve
   _, calibrate = _help(capsys, "help", "calibrate")  # `rahf-jax help calibrate`
   assert calibrate.startswith("usage: rahf-jax calibrate")
 
@@ -60,7 +64,7 @@ def test_every_flag_of_the_cli_is_in_some_command_help():
   by_module = flags.FLAGS.flags_by_module_dict()
   defined = {
     f.name
-    for module in ("rahf_jax.cli", "rahf_jax.reward.score_cli")
+    for module in ("rahf_jax.cli", "rahf_jax.reward.score_cli", "rahf_jax.reward.serve_cli")
     for f in by_module.get(module, [])
   }
   assert defined, sorted(by_module)
