@@ -15,6 +15,7 @@ Exit status 1, after the report, when a step does not fit, with one line naming 
 the overshoot.
 """
 
+import contextlib
 import json
 import os
 import pickle
@@ -23,16 +24,23 @@ import sys
 from rahf_jax.plan import targets
 
 
-def run_plan(config, topology: str, step_names, out: str | None, save_executables: bool) -> int:
-  """Compiles, reports and returns the exit status (0: every step fits or no capacity known)."""
+def run_plan(
+  config, topology: str, step_names, out: str | None, save_executables: bool, quiet: bool = False
+) -> int:
+  """Compiles, reports and returns the exit status (0: every step fits or no capacity known).
+
+  `quiet`: leave out libtpu's start-up notices (rahf_jax.quiet_start) while it loads.
+  """
   targets.prepare_environment(topology)
   import jax  # noqa: PLC0415
 
+  from rahf_jax import quiet_start  # noqa: PLC0415
   from rahf_jax.plan import programs, report  # noqa: PLC0415
 
   if save_executables and not out:
     raise ValueError("--save_executables writes into --out; give --out DIR.")
-  target = targets.get_target(topology)
+  with quiet_start.filtered_stderr() if quiet else contextlib.nullcontext():
+    target = targets.get_target(topology)
   print(
     f"rahf-jax plan: {config.model.size}, {config.model.variant}, batch {config.batch_size} "
     f"(eval {config.eval_batch_size}), rules {config.logical_rules}, microbatches "

@@ -52,6 +52,10 @@ def train_config_defaults() -> ml_collections.ConfigDict:
   # with 1/k of the activations in memory; what lets the paper's batch 256 fit a 16 GiB v5e chip
   # (`rahf-jax plan` shows the memory per chip). batch_size must divide into k x data x fsdp.
   c.num_microbatches = 1
+  # A train step compiled ahead of time for these devices (`rahf-jax plan --save_executables`
+  # writes DIR/train.executable): the run loads it instead of compiling, as on a pod where the
+  # big step takes minutes to compile. "" compiles as usual.
+  c.compiled_train_step = ""
   # Dtype of the train state's params, the ones the model computes with:
   #   "float32"   fp32 params and AdamW moments (the model casts weights to its compute dtype);
   #   "bfloat16"  bf16 params; the optimizer state keeps fp32 master weights and fp32 moments,

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -103,10 +104,32 @@ def build_setup(config, devices=None) -> TrainingSetup:
     model, tx, schedule=schedule, grad_accum_steps=accum, num_microbatches=micro, **common
   )
   eval_step = steps.make_eval_step(model, **common)
+  if config.get("compiled_train_step"):
+    train_step = load_compiled_step(config.compiled_train_step)
   return TrainingSetup(
     config, model_config, model, mesh, rules, tx, schedule, abstract_state, shardings, example,
     init_fn, train_step, eval_step,
   )  # fmt: skip
+
+
+def load_compiled_step(path: str) -> Callable:
+  """A train step that `rahf-jax plan --save_executables` compiled, loaded without compiling.
+
+  It must have been planned for these devices (the same topology) and this config; jax refuses
+  arguments whose shardings differ from the ones it was compiled for.
+  """
+  import pickle  # noqa: PLC0415
+
+  from jax.experimental import serialize_executable  # noqa: PLC0415
+
+  if not os.path.exists(path):
+    raise FileNotFoundError(
+      f"config.compiled_train_step={path!r} does not exist; write it with `rahf-jax plan "
+      "--topology ... --out DIR --save_executables` (DIR/train.executable)."
+    )
+  with open(path, "rb") as f:
+    payload, in_tree, out_tree = pickle.load(f)
+  return serialize_executable.deserialize_and_load(payload, in_tree, out_tree)
 
 
 def num_microbatches_of(config, batch_shards: int) -> int:
