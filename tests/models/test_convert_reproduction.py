@@ -1,4 +1,11 @@
-"""Weight conversion against the real reference code (transformers' ViT and T5, torch heads).
+"""Weight conversion against PyTorch models: transformers' ViT and T5, and a torch RAHF.
+
+The torch RAHF (bench/torch_rahf.py) is this project's own port, not the PyTorch reproduction's
+code: transformers' ViT and T5 (third-party, the reproduction's backbones) wired together with
+heatmap and score heads written here from the reproduction's documented layout and state-dict
+names. So parity with it shows that `rahf-jax convert` maps that layout onto our modules and
+that our ViT, T5 and decoding equal transformers'; the heads' agreement with the reproduction's
+own modules rests on that port (its docstring lists the layout it follows).
 
 Small random configs built here (no hub access). Our modules, loaded from the PyTorch weights,
 must compute the same function in float32: the tolerance 1e-4 is ~1e3 float32 ulps at the

@@ -6,6 +6,12 @@ get_config field by field, that the macros t5x owns (TRAIN_STEPS, DROPOUT_RATE, 
 reach the config without dropping the size's settings, and that the adapter's loss function and
 optimizer give the native train step's loss, gradient norm and updated parameters on the same
 params and batch.
+
+This is what tests/t5x/ checks where t5x is not installed (as in CI), with the SeqIO tasks and
+metric functions (test_t5x_tasks.py), t5x.infer's output hooks (test_infer_output.py) and the
+demo-parity rule (test_route_parity.py). The adapter that t5x calls (`RAHFModel`) and t5x's own
+train/infer runs with the gin files need t5x: test_t5x_adapter.py and test_t5x_infer.py skip
+without it, with that reason in pytest's summary.
 """
 
 import glob
@@ -20,6 +26,7 @@ import pytest
 
 from rahf_jax import features as F
 from rahf_jax.models import MODEL_SIZES, build_model, build_model_from_config
+from rahf_jax.sharding import workdir_files
 from rahf_jax.t5x import run_settings
 from rahf_jax.train import optimizer as rahf_optimizer
 from rahf_jax.train.loop import setup_training
@@ -200,7 +207,6 @@ def _assert_same_update(params, ours, theirs):
 def test_pretrained_start_is_read_by_the_init_not_compiled_into_it(tmp_path):
   """config.init.rahf = a native workdir: t5x's init (jitted) returns its params; tracing the
   init for shapes reads nothing."""
-  from rahf_jax.train import checkpointing  # noqa: PLC0415
 
   config = run_settings.run_config("tiny", F.MULTI_HEAD)
   model_cfg = run_settings.model_config(config)
@@ -215,8 +221,8 @@ def test_pretrained_start_is_read_by_the_init_not_compiled_into_it(tmp_path):
 
   saved = init(5)
   workdir = str(tmp_path / "native")
-  checkpointing.save_params(workdir, saved)
-  checkpointing.save_config(config, workdir)
+  workdir_files.save_params(workdir, saved)
+  workdir_files.save_config(config, workdir)
 
   started = init(0)
   missing = run_settings.train_config(config)

@@ -1,5 +1,10 @@
 """The t5x adapter (rahf_jax.t5x.models) and the gin configs; skipped where t5x is absent.
 
+Only here is the adapter itself (`RAHFModel`: its loss_fn, predict_batch_with_aux, score_batch,
+initial variables, t5x's partitioner and `t5x.train`) checked against the native train step and
+modules. Without t5x, tests/t5x/test_run_settings.py checks the settings and the loss function
+the adapter is built from against the native step, not the adapter.
+
 Reference values come from rahf_jax's own modules called directly (the adapter must only
 adapt them) and from numpy; the sharded checks run t5x's PjitPartitioner on the 8 fake CPU
 devices of tests/conftest.py with the logical rules declared in configs/t5x/models/rahf.gin.
@@ -17,7 +22,9 @@ import pytest
 
 # A submodule: under pytest, tests/t5x itself would satisfy a plain `import t5x`.
 pytest.importorskip(
-  "t5x.models", reason="t5x is not installed (pip install -e .[t5x]; see README.md, section t5x)"
+  "t5x.models",
+  reason="t5x is not installed: the t5x adapter (RAHFModel) is not checked against the native "
+  "train step (README.md, section t5x, installs it)",
 )
 
 import flax  # noqa: E402

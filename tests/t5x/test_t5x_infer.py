@@ -17,7 +17,9 @@ import pytest
 
 # A submodule: under pytest, tests/t5x itself would satisfy a plain `import t5x`.
 pytest.importorskip(
-  "t5x.models", reason="t5x is not installed (pip install -e .[t5x]; see README.md, section t5x)"
+  "t5x.models",
+  reason="t5x is not installed: t5x.train and t5x.infer with the gin files do not run (README.md, "
+  "section t5x, installs it)",
 )
 
 import gin  # noqa: E402
