@@ -1,8 +1,9 @@
 """Pretrained starts (config.init): training begins from the loaded values, the rest stays random.
 
-The loaded weights come from the real reference code: a small PyTorch RAHF built on
-transformers' ViT and T5 (tests/torch_testlib.py), converted, and Hugging Face backbones saved
-the way `save_pretrained` / `torch.save` write them.
+The loaded weights come from PyTorch models: a small torch RAHF (tests/torch_testlib.py; this
+project's own port of the reproduction's layout on transformers' ViT and T5, not the
+reproduction's code), converted, and Hugging Face backbones saved the way `save_pretrained` /
+`torch.save` write them.
 """
 
 import os
