@@ -6,13 +6,16 @@
   results = scorer.score(images, prompts, heatmaps=True, words=True)   # list[ScoreResult]
   best = scorer.best_of_n("a red cube", candidates)                     # by DEFAULT_WEIGHTS
   reward = scorer.reward_fn()          # pure JAX: (params, images [B,H,W,3] in [0,1], ids) -> [B]
+  dense = scorer.reward_fn(dense=True) # ... -> [B, H, W]: R * (1 - implausibility heatmap)
   mask = inpainting_mask(results[0].implausibility_heatmap)
 
 Modules: `scorer` (bucketed batch scoring on top of rahf_jax.inference.predictor), `score_result`
 (the typed result, misaligned prompt words), `image_inputs` (any image -> uint8 RGB), `ranking`
-(weighted mixes of the scores, rank, best-of-n), `differentiable` (`reward_fn`), `inpainting`
-(`inpainting_mask`), and the `rahf-jax score` command: `score_cli` (flags, the run), `score_rows`
-(manifest / image folder -> rows), `results_file` (resumable JSONL), `gallery` (static HTML).
+(weighted mixes of the scores, rank, best-of-n), `differentiable` (`reward_fn`, scalar or dense),
+`inpainting` (`inpainting_mask`); the `rahf-jax score` command: `score_cli` (flags, the run),
+`score_rows` (manifest / image folder -> rows), `results_file` (resumable JSONL), `gallery`
+(static HTML); the `rahf-jax serve` reward server: `server` (aiohttp app), `server_io` (wire
+format), `server_batching` (queue, dynamic batching), `serve_cli` (flags), and `client`.
 
 Names are imported on first use, so `import rahf_jax.reward` (and the CLI) stays light.
 """
@@ -30,6 +33,7 @@ _EXPORTS = {
   "rank_results": "ranking",
   "reward_fn": "differentiable",
   "augmented_prefix_ids": "differentiable",
+  "dense_reward_map": "differentiable",
   "inpainting_mask": "inpainting",
 }
 

@@ -183,10 +183,11 @@ class Scorer:
 
   # The differentiable reward.
 
-  def reward_fn(self, weights: Mapping[str, float] | None = None, logical_rules=None):
+  def reward_fn(self, weights: Mapping[str, float] | None = None, logical_rules=None, **dense):
     """A pure JAX reward (params, images [B, H, W, 3] in [0, 1], prompt_ids [B, L]) -> [B].
 
-    Call it with `scorer.params` and `scorer.encode_prompts(prompts)`; see
+    Call it with `scorer.params` and `scorer.encode_prompts(prompts)`; `dense=True` (with
+    heatmap_weights=, dense_size=) gives the per-pixel map [B, H, W] instead; see
     rahf_jax.reward.differentiable.reward_fn.
     """
     from rahf_jax.reward.differentiable import reward_fn  # noqa: PLC0415
@@ -196,4 +197,5 @@ class Scorer:
       weights,
       tokenizer=self.predictor.tokenizer,
       logical_rules=logical_rules,
+      **dense,
     )

@@ -23,7 +23,7 @@ def readme_reward_snippets() -> list[str]:
 
 def test_readme_reward_examples_run(workdir):
   snippets = readme_reward_snippets()
-  assert len(snippets) == 2 and WORKDIR_LINE in snippets[0]
+  assert len(snippets) == 3 and WORKDIR_LINE in snippets[0]
   code = "\n".join(snippets).replace(WORKDIR_LINE, f"WORKDIR = {workdir!r}")
   ns: dict = {}
   exec(compile(code, "README.md", "exec"), ns)  # noqa: S102
@@ -42,3 +42,11 @@ def test_readme_reward_examples_run(workdir):
   first_g = {"w": w0, "b": np.zeros(3072, np.float32)}
   before = ns["reward"](ns["scorer"].params, ns["generate"](first_g), ns["prompt_ids"])
   assert float(start.mean()) > float(before.mean())
+  # The dense example: its ten steps raise the map's mean from where they started (the scalar
+  # example's end), and the map is R * (1 - implausibility) of the Scorer at 32 x 32.
+  params, dense, generate = ns["scorer"].params, ns["dense"], ns["generate"]
+  first = dense(params, generate(ns["g"]), ns["prompt_ids"])
+  last = dense(params, generate(ns["g_dense"]), ns["prompt_ids"])
+  assert first.shape == (4, 32, 32)
+  assert float(last.mean()) > float(first.mean()) + 1e-3, (float(first.mean()), float(last.mean()))
+  assert abs(float(ns["mean_dense_reward"]) - float(last.mean())) < 0.05

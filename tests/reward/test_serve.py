@@ -76,6 +76,8 @@ def test_the_client_returns_scores_words_and_arrays(server, scorer):
 BAD = {  # name: (body, status, words the one-line reason names)
   "non-image bytes": (request_body([b"hello, not an image"], ["a cat"]), 400, "images[0]"),
   "20,000 x 20,000 image": (request_body([huge_png_header()], ["a cat"]), 413, "400000000 pixels"),
+  # Under Pillow's own bomb limit: only the server's --max_image_pixels check refuses it.
+  "5,000 x 5,000 image": (request_body([huge_png_header(5000, 5000)], ["a"]), 413, "5000 x 5000"),
   "empty prompt": (
     request_body([png_bytes(np.zeros((8, 8, 3), np.uint8))], [" "]),
     400,

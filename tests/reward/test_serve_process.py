@@ -30,6 +30,13 @@ def _serve(workdir, port, log, *flags) -> subprocess.Popen:
   return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
 
 
+def _wait_ready(proc, url, log_path):
+  """Until /readyz answers 200 (bounded); fails at once with the log if the server exits."""
+  client = RewardClient(url)
+  wait_until(lambda: proc.poll() is not None or client.ready(), 180, "the server to be ready")
+  assert proc.poll() is None, log_path.read_text()[-2000:]
+
+
 def _stop(proc):
   if proc.poll() is None:
     proc.kill()
@@ -42,7 +49,7 @@ def test_sigterm_answers_the_accepted_requests(workdir, tmp_path):
   with open(tmp_path / "serve.log", "w") as log:
     proc = _serve(workdir, port, log, "--max_wait_ms=60000")  # a batch of 8 would wait a minute
     try:
-      RewardClient(url).wait_ready(180)
+      _wait_ready(proc, url, tmp_path / "serve.log")
       image = png_bytes(np.zeros((32, 32, 3), np.uint8))
       answers = []
       threads = [threading.Thread(target=lambda i=i: answers.append(
@@ -71,7 +78,7 @@ def test_kill_9_and_restart_the_retries_complete_every_request(workdir, tmp_path
   with open(tmp_path / "serve.log", "w") as log:
     procs = [_serve(workdir, port, log, "--max_wait_ms=5")]
     try:
-      RewardClient(url).wait_ready(180)
+      _wait_ready(procs[0], url, tmp_path / "serve.log")
 
       def client_loop():
         client = RewardClient(url, timeout=60, retries=60, backoff=0.05, max_backoff=1.0)
