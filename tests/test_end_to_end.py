@@ -1,7 +1,18 @@
 """End to end on CPU: synthetic RichHF data -> richhf18k build -> train -> eval -> predict.
 
 Small but real: the builder, the SeqIO task, the trainer, the evaluator and the CLI's predict
-run exactly as `make demo` runs them, on 96 training examples for 120 steps.
+run exactly as `make demo` runs them, on 48 training examples for 240 steps of batch 8, with
+the demo's model at a 64x64 input (the scenes are rendered at 64x64; an 8x8 grid from a
+three-conv stem).
+
+What a run this small shows: the model fits the images it trains on, every output from the
+image (each map and score its own example's). The learning check holds the trained model, on
+its training split, to more than the trivial baselines the evaluator scores beside it: heatmap
+CC above the mean ground-truth map's, score PLCC well above 0 (a constant score has none) with
+an MSE below the mean score's, and misaligned-word F1 above the unmarked prompt's (0) and the
+all-marked prompt's. It does not show generalisation: at this size the held-out maps stay at
+the mean map's CC or below (measured up to 360 steps on 96 examples); the demo's 1,500 steps on
+8,000 scenes are where held-out figures are measured (README.md, "Demo results").
 """
 
 import json
@@ -13,24 +24,33 @@ import numpy as np
 import pytest
 from data_testlib import build_synthetic_richhf18k
 
+from rahf_jax import features as F
 from rahf_jax.demo import load_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.slow
 
 
+STEPS = 240
+
+
 def _tiny_config(data_dir):
   c = load_config("configs/rahf.py", "tiny,multihead")
   c.data.data_dir = str(data_dir)
-  c.batch_size = 16
+  # The demo's model at the scenes' own 64x64 (not upsampled to 128): a 3-conv stem to the same
+  # 8x8 grid, a quarter of the stem's work.
+  c.model.overrides.image_size = 64
+  c.model.overrides.vit.patch_size = 8
+  c.model.overrides.vit.stem_channels = (32, 64, 64)
+  c.batch_size = 8
   c.eval_batch_size = 16
-  c.num_train_steps = 120
+  c.num_train_steps = STEPS
   c.warmup_steps = 10
-  c.log_every = 20
-  c.eval_every = 60
-  c.checkpoint_every = 60
-  # Maps start at 0.5 (the model's default), not the demo's 0.01, which is already about as
-  # close to these ground-truth maps as the all-zeros map: learning them shows in their MSE.
+  c.log_every = 40
+  c.eval_every = 40
+  c.checkpoint_every = 80
+  # Maps start at 0.5 (the model's default), not the demo's 0.01: a constant the learning
+  # check must leave behind, and a loss that starts high (test_losses_fall).
   c.model.overrides.heatmap_head.init_value = 0.5
   return c
 
@@ -40,26 +60,11 @@ def trained(tmp_path_factory):
   from rahf_jax.train.loop import train_and_evaluate
 
   root = tmp_path_factory.mktemp("e2e")
-  sizes = dict(num_train=96, num_dev=16, num_test=16, image_size=64, rows_per_group=16, seed=5)
+  sizes = dict(num_train=48, num_dev=16, num_test=16, image_size=64, rows_per_group=16, seed=5)
   build_synthetic_richhf18k(str(root), **sizes)
   config = _tiny_config(root / "tfds")
   summary = train_and_evaluate(config, str(root / "run"))
   return root, config, summary
-
-
-def _untrained_metrics(config, split="test"):
-  """The same evaluation with freshly initialised parameters (the untrained model)."""
-  from rahf_jax.evaluation.evaluator import evaluate
-  from rahf_jax.inference.predictor import Predictor
-  from rahf_jax.inference.tokenizer import load_tokenizer
-  from rahf_jax.train.loop import setup_training
-  from rahf_jax.train.state import init_state
-
-  setup = setup_training(config)
-  state, _ = init_state(setup.model, setup.tx, setup.mesh, setup.rules, setup.example_batch,
-                        int(config.seed), setup.state_shardings)  # fmt: skip
-  predictor = Predictor(setup, state.params, load_tokenizer("demo"))
-  return evaluate(predictor, split)[0]
 
 
 def test_train_eval_predict(trained, tmp_path):
@@ -68,19 +73,12 @@ def test_train_eval_predict(trained, tmp_path):
   root, config, _ = trained
   run = root / "run"
   assert (run / "config.json").exists()
-  metrics = evaluate_workdir(str(run), "test", out_dir=str(root / "eval_test"))
+  evaluate_workdir(str(run), "test", out_dir=str(root / "eval_test"))
   for name in ("metrics.json", "metrics.md", "words.tsv"):
     assert (root / "eval_test" / name).stat().st_size > 0
   assert len(list((root / "eval_test" / "overlays").glob("*.png"))) == 8
   tables = (root / "eval_test" / "metrics.md").read_text()
   assert "PLCC" in tables and "AUC-Judd" in tables and "F1" in tables
-
-  # Learning: the trained model beats the untrained one on the held-out test split.
-  before = _untrained_metrics(config)
-  for h in ("implausibility", "misalignment"):
-    assert metrics["heatmaps"][h]["mse_all"] < 0.5 * before["heatmaps"][h]["mse_all"]
-  words_before, words_after = before["words"], metrics["words"]
-  assert words_after["num_examples"] == words_before["num_examples"] > 0
 
   # predict through the CLI: JSON on stdout, overlay and prediction.json written.
   from PIL import Image
@@ -100,20 +98,60 @@ def test_train_eval_predict(trained, tmp_path):
   assert (out / "overlay.png").exists() and (out / "prediction.json").exists()
 
 
+def learning_failures(metrics) -> list[str]:
+  """What of `metrics` (the evaluator's, with its "baselines") does not beat a trivial
+  baseline: each map's CC must exceed the mean ground-truth map's and its MSE the all-zeros
+  and mean map's; each score's PLCC must be above 0.5 (a constant has none; 0.5 is beyond
+  chance for 48 examples, p < 1e-3) with an MSE under half the mean score's; the misaligned
+  words' F1 must exceed the all-marked prompt's, which exceeds the unmarked prompt's 0."""
+  base, failures = metrics["baselines"], []
+  for h in F.HEATMAP_TYPES:
+    ours, mean_map = metrics["heatmaps"][h], base["heatmaps"][h]["mean_gt_map"]
+    zeros = base["heatmaps"][h]["all_zeros"]
+    if not ours["cc"] > mean_map["cc"]:
+      failures.append(f"{h} CC {ours['cc']} <= the mean map's {mean_map['cc']:.3f}")
+    if not ours["mse_all"] < min(zeros["mse_all"], mean_map["mse_all"]):
+      failures.append(f"{h} MSE {ours['mse_all']} >= all-zeros' or the mean map's")
+  for s in F.SCORE_TYPES:
+    ours, mean = metrics["scores"][s], base["scores"][s]["mean_score"]
+    if not (ours["plcc"] is not None and ours["plcc"] > 0.5):
+      failures.append(f"{s} PLCC {ours['plcc']} <= 0.5")
+    if not ours["mse"] < 0.5 * mean["mse"]:
+      failures.append(f"{s} MSE {ours['mse']} >= half the mean score's {mean['mse']:.4f}")
+  words, marked = metrics["words"]["f1"], base["words"]["all_marked"]["f1"]
+  if not words > marked > base["words"]["unmarked_prompt"]["f1"] == 0.0:
+    failures.append(f"word F1 {words} <= the all-marked prompt's {marked:.3f}")
+  return failures
+
+
+def test_the_model_beats_the_trivial_baselines_on_its_training_images(trained):
+  """The final checkpoint on the 48 training examples, words decoded at mark bias 0."""
+  from rahf_jax.evaluation.evaluator import evaluate
+  from rahf_jax.inference.predictor import Predictor
+
+  root, _, _ = trained
+  predictor = Predictor.from_workdir(str(root / "run"), best=False, mark_bias=0.0)
+  assert predictor.step == STEPS
+  metrics = evaluate(predictor, "train")[0]
+  assert not learning_failures(metrics), learning_failures(metrics)
+
+
 def test_losses_fall(trained):
   _, _, summary = trained
   losses = [summary["train_losses"][k] for k in sorted(summary["train_losses"])]
-  assert len(losses) == 120
+  assert len(losses) == STEPS
   assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:10])
+  # The dev loss falls, then rises as the run fits its 48 images (the best checkpoint by dev
+  # loss, test_demo_report_from_the_run, is the lowest).
   dev = [summary["eval"][k]["dev/loss"] for k in sorted(summary["eval"])]
-  assert dev[-1] < dev[0]
+  assert min(dev) < dev[0]
 
 
 def test_demo_report_from_the_run(trained, tmp_path):
   """The demo's evaluation and REPORT.md on this run: the best checkpoint by dev/loss, named by
   its step, the baseline rows beside ours and the learning curves from the run's events."""
   from rahf_jax.demo import evaluate_and_report
-  from rahf_jax.train.checkpointing import checkpoint_steps
+  from rahf_jax.sharding.workdir_files import checkpoint_steps
 
   root, config, summary = trained
   run = str(root / "run")
@@ -128,7 +166,8 @@ def test_demo_report_from_the_run(trained, tmp_path):
   assert metrics["checkpoint"]["kind"] == "best" and metrics["checkpoint"]["step"] == best_step
   # The words are decoded with the mark bias chosen on dev for this checkpoint.
   record = json.loads((root / "run" / "mark_bias.json").read_text())
-  assert record["checkpoint"] == {"kind": "best", "step": best_step} and record["split"] == "dev"
+  assert record["checkpoint"]["kind"] == "best" and record["checkpoint"]["step"] == best_step
+  assert record["split"] == "dev"
   assert metrics["mark_bias"] == record["mark_bias"]
   assert f"constrained decoding, mark bias {record['mark_bias']:g}" in report
   for row in ("baseline: mean score", "baseline: all zeros", "baseline: mean GT map",
@@ -166,7 +205,7 @@ def test_calibrate_records_the_best_dev_bias_and_predictions_use_it(trained):
   assert sorted(f1) == list(mark_calibration.CANDIDATES)
   assert f1[record["mark_bias"]] == max(f1.values())
   # By default the best checkpoint (the run keeps one), keyed by its step and params' digest.
-  from rahf_jax.train.checkpointing import checkpoint_steps
+  from rahf_jax.sharding.workdir_files import checkpoint_steps
 
   assert record["checkpoint"]["kind"] == "best"
   assert record["checkpoint"]["step"] == checkpoint_steps(run, best=True)[-1]
