@@ -5,6 +5,12 @@ after a given checkpoint exists, or killing itself inside orbax's finalisation o
 (its files written, the atomic rename not done: the state of a save cut off mid-write). It is
 then resumed in a new process; its final parameters must equal an uninterrupted run's.
 A damaged newest checkpoint is skipped with a warning and the one before it restored.
+
+The runs are built so that a resume that loses state shows in the parameters: 3 distinct
+batches and checkpoints every 5 steps, so every resume point (5 or 10) is a different position
+in the batch cycle than step 0 (a stream restarted at batch 0 trains on other batches), and T5
+dropout 0.1, whose masks come from the checkpointed key folded with the step (a resume with a
+fresh or differently folded key draws other masks).
 """
 
 import glob
@@ -25,6 +31,12 @@ from rahf_jax.train import loop
 pytestmark = pytest.mark.slow
 
 STEPS = 12
+NUM_BATCHES = 3
+CONFIG = {
+  "num_train_steps": STEPS, "checkpoint_every": 5, "eval_every": 0, "log_every": 4,
+  "keep_checkpoints": 3, "data.num_synthetic_batches": NUM_BATCHES,
+  "model.overrides.t5.dropout_rate": 0.1,
+}  # fmt: skip
 DRIVER = textwrap.dedent(
   """
   import os, sys, signal
@@ -40,22 +52,20 @@ DRIVER = textwrap.dedent(
         os.kill(os.getpid(), signal.SIGKILL)
       return finalize(self, *a, **k)
     atomicity.AtomicRenameTemporaryPath.finalize = dying_finalize
-  config = train_testlib.train_config(num_train_steps={steps}, checkpoint_every=4, eval_every=0,
-                                      log_every=4, keep_checkpoints=3)
+  config = train_testlib.train_config(**{config!r})
   loop.train_and_evaluate(config, sys.argv[1])
   """
 )
 
 
 def _config():
-  return train_testlib.train_config(num_train_steps=STEPS, checkpoint_every=4, eval_every=0,
-                                    log_every=4, keep_checkpoints=3)  # fmt: skip
+  return train_testlib.train_config(**CONFIG)
 
 
 def _start(workdir, tmp_path, **env):
   script = tmp_path / "driver.py"
   testdir = os.path.dirname(os.path.abspath(__file__))
-  script.write_text(DRIVER.format(testdir=testdir, steps=STEPS))
+  script.write_text(DRIVER.format(testdir=testdir, config=CONFIG))
   return subprocess.Popen(
     [sys.executable, str(script), str(workdir)], env=dict(os.environ, **env),
     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
@@ -77,6 +87,7 @@ def reference(tmp_path_factory):
 def _assert_same_params(workdir, reference):
   result = loop.train_and_evaluate(_config(), str(workdir))  # resumes and finishes
   assert int(result["state"].step) == STEPS
+  assert result["start_step"] % NUM_BATCHES != 0  # not where the batch cycle starts
   for a, b in zip(jax.tree.leaves(jax.device_get(result["state"].params)),
                   jax.tree.leaves(reference), strict=True):  # fmt: skip
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
@@ -87,37 +98,37 @@ def test_sigkill_between_steps_then_resume(tmp_path, reference):
   workdir = tmp_path / "run"
   proc = _start(workdir, tmp_path)
   deadline = time.time() + 300
-  while 4 not in _steps(workdir) and proc.poll() is None and time.time() < deadline:
+  while 5 not in _steps(workdir) and proc.poll() is None and time.time() < deadline:
     time.sleep(0.05)
   assert proc.poll() is None, "the run ended before it could be killed: " + proc.stderr.read()
   proc.send_signal(signal.SIGKILL)
   assert proc.wait() == -signal.SIGKILL
-  assert 4 in _steps(workdir) and STEPS not in _steps(workdir)
+  assert 5 in _steps(workdir) and STEPS not in _steps(workdir)
   result = _assert_same_params(workdir, reference)
-  assert result["start_step"] in (4, 8)
+  assert result["start_step"] in (5, 10)
 
 
 def test_sigkill_while_a_checkpoint_is_written_then_resume(tmp_path, reference):
   workdir = tmp_path / "run"
-  proc = _start(workdir, tmp_path, KILL_IN_FINALIZE="8")
+  proc = _start(workdir, tmp_path, KILL_IN_FINALIZE="10")
   assert proc.wait(timeout=300) == -signal.SIGKILL
-  # Step 8's files were written to a temporary folder that was never finalised.
-  assert _steps(workdir) == [4]
-  assert glob.glob(f"{workdir}/checkpoints/8.orbax-checkpoint-tmp*")
+  # Step 10's files were written to a temporary folder that was never finalised.
+  assert _steps(workdir) == [5]
+  assert glob.glob(f"{workdir}/checkpoints/10.orbax-checkpoint-tmp*")
   result = _assert_same_params(workdir, reference)
-  assert result["start_step"] == 4
+  assert result["start_step"] == 5
 
 
 def test_damaged_newest_checkpoint_is_skipped_with_a_warning(tmp_path, reference, caplog):
   workdir = tmp_path / "run"
-  loop.train_and_evaluate(_config(), str(workdir), stop_at_step=8)
-  assert _steps(workdir) == [4, 8]
-  for f in glob.glob(f"{workdir}/checkpoints/8/state/**/*", recursive=True):
+  loop.train_and_evaluate(_config(), str(workdir), stop_at_step=10)
+  assert _steps(workdir) == [5, 10]
+  for f in glob.glob(f"{workdir}/checkpoints/10/state/**/*", recursive=True):
     if os.path.isfile(f) and ("ocdbt" in f or "/d/" in f):
-      with open(f, "r+b") as fh:  # truncate every array data file of step 8
+      with open(f, "r+b") as fh:  # truncate every array data file of step 10
         fh.truncate(0)
   with caplog.at_level("WARNING"):
     result = _assert_same_params(workdir, reference)
-  assert result["start_step"] == 4
-  assert any("step 8" in r.getMessage() and "cannot be read" in r.getMessage()
+  assert result["start_step"] == 5
+  assert any("step 10" in r.getMessage() and "cannot be read" in r.getMessage()
              for r in caplog.records)  # fmt: skip

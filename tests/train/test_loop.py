@@ -1,4 +1,10 @@
-"""train_and_evaluate end to end on synthetic batches: learning, resume, NaN stop, best kept."""
+"""train_and_evaluate end to end on synthetic batches: learning, resume, NaN stop, best kept.
+
+The runs cycle 3 distinct batches and use T5 dropout 0.1, and the resume tests stop at a step
+that is not a multiple of the batch count: a resume that restarted the data stream at batch 0,
+or drew its dropout masks from another key, would train on other batches or masks and miss the
+uninterrupted run's parameters.
+"""
 
 import glob
 import os
@@ -12,11 +18,15 @@ from rahf_jax.train import input_batches, loop
 from rahf_jax.train.checkpointing import Checkpointer
 
 STEPS = 24
+NUM_BATCHES = 3
+RESUME_AT = 13  # not a multiple of NUM_BATCHES: the stream resumes mid-cycle
 
 
 def _config(**kw):
-  base = dict(num_train_steps=STEPS, checkpoint_every=4, eval_every=8, log_every=4,
-              keep_checkpoints=2, best_metric="dev/loss", best_mode="min")  # fmt: skip
+  base = {"num_train_steps": STEPS, "checkpoint_every": 4, "eval_every": 8, "log_every": 4,
+          "keep_checkpoints": 2, "best_metric": "dev/loss", "best_mode": "min",
+          "data.num_synthetic_batches": NUM_BATCHES,
+          "model.overrides.t5.dropout_rate": 0.1}  # fmt: skip
   return train_testlib.train_config(**(base | kw))
 
 
@@ -39,7 +49,9 @@ def test_loss_falls_and_eval_runs(full_run):
   workdir, result, calls = full_run
   losses = np.array([result["train_losses"][s] for s in range(1, STEPS + 1)])
   assert np.all(np.isfinite(losses))
-  assert losses[-3:].mean() < 0.6 * losses[:3].mean(), losses
+  # 3 batches and dropout: the last three steps' loss is 0.67 of the first three's (measured);
+  # a run that does not learn stays near 1.
+  assert losses[-3:].mean() < 0.75 * losses[:3].mean(), losses
   assert int(result["state"].step) == STEPS and result["num_params"] > 1000
   assert sorted(result["eval"]) == [8, 16, 24] and calls == [8, 16, 24]
   dev = result["eval"][24]
@@ -62,11 +74,11 @@ def test_loss_falls_and_eval_runs(full_run):
 def test_resume_equals_uninterrupted(full_run, tmp_path):
   _, full, _ = full_run
   workdir = str(tmp_path / "resumed")
-  first = loop.train_and_evaluate(_config(), workdir, stop_at_step=STEPS // 2)
-  assert first["start_step"] == 0 and int(first["state"].step) == STEPS // 2
+  first = loop.train_and_evaluate(_config(), workdir, stop_at_step=RESUME_AT)
+  assert first["start_step"] == 0 and int(first["state"].step) == RESUME_AT
   second = loop.train_and_evaluate(_config(), workdir)
-  assert second["start_step"] == STEPS // 2
-  for s in range(STEPS // 2 + 1, STEPS + 1):
+  assert second["start_step"] == RESUME_AT and RESUME_AT % NUM_BATCHES != 0
+  for s in range(RESUME_AT + 1, STEPS + 1):
     np.testing.assert_allclose(second["train_losses"][s], full["train_losses"][s], rtol=1e-6)
   final = jax.device_get(second["state"])
   for a, b in zip(jax.tree.leaves(final), jax.tree.leaves(full["state"]), strict=True):
