@@ -17,7 +17,7 @@ RULES_NAME = "dp"  # Single device: pure data-parallel rules (everything replica
 def _single_device_mesh():
   import jax
 
-  from rahf_jax.train import partitioning
+  from rahf_jax.sharding import partitioning
 
   return partitioning.make_mesh(data=1, fsdp=1, model=1, devices=jax.devices()[:1])
 
@@ -109,7 +109,9 @@ def measure(run: dict, on_partial=None) -> dict[str, Any]:
   import jax
 
   from rahf_jax import models
-  from rahf_jax.train import optimizer, partitioning, steps
+  from rahf_jax.sharding import abstract_params as abstract_params_lib
+  from rahf_jax.sharding import mesh_context, partitioning
+  from rahf_jax.train import optimizer, steps
   from rahf_jax.train import state as state_lib
   from rahf_jax.train.synthetic_batches import make_synthetic_batch
 
@@ -129,13 +131,13 @@ def measure(run: dict, on_partial=None) -> dict[str, Any]:
   # Init traced at batch 1: the state does not depend on the batch size, and the same init
   # program for every batch size hits the persistent compilation cache (run_gpu.sh sets one).
   init_shapes = {
-    k: jax.ShapeDtypeStruct(row[k].shape, row[k].dtype) for k in state_lib.MODEL_INPUTS
+    k: jax.ShapeDtypeStruct(row[k].shape, row[k].dtype) for k in abstract_params_lib.MODEL_INPUTS
   }
   if run["parts"] == ["lower"]:
     return _measure_lowered(model, tx, mesh, rules, init_shapes, row, train_config, run, out)
 
   host_batch = make_synthetic_batch(model_config, batch_size, prompt_len, target_len, run["seed"])
-  batch = steps.shard_batch(host_batch, mesh)
+  batch = mesh_context.shard_batch(host_batch, mesh)
   state, shardings = state_lib.init_state(model, tx, mesh, rules, init_shapes, seed=run["seed"])
   out["params"] = state_lib.num_params(state.params)
   jax.block_until_ready(state)
@@ -188,12 +190,13 @@ def _measure_lowered(model, tx, mesh, rules, init_shapes, row, train_config, run
   import flax.linen as nn
   import jax
 
+  from rahf_jax.sharding import mesh_context
   from rahf_jax.train import state as state_lib
   from rahf_jax.train import steps
 
   abstract, shardings = state_lib.get_abstract_state(model, tx, mesh, rules, init_shapes)
   out["params"] = state_lib.num_params(abstract.params)
-  bsharding = steps.batch_sharding(mesh)
+  bsharding = mesh_context.batch_sharding(mesh)
   batch = {
     k: jax.ShapeDtypeStruct((run["batch"],) + v.shape[1:], v.dtype, sharding=bsharding)
     for k, v in row.items()
@@ -221,9 +224,9 @@ def _measure_inference(model, params, param_shardings, batch, mesh, rules, run, 
   import jax
 
   from rahf_jax import models
-  from rahf_jax.train import steps
+  from rahf_jax.sharding import mesh_context
 
-  bsharding = steps.batch_sharding(mesh)
+  bsharding = mesh_context.batch_sharding(mesh)
   image, prompt_ids = batch["image"], batch["prompt_ids"]
   batch_size = run["batch"]
 

@@ -1,6 +1,6 @@
 r"""Scaling on paper: the sharded train step, compiled for a fake device mesh, projected onto TPUs.
 
-For each model size and logical rule set (rahf_jax.train.partitioning: dp, fsdp, fsdp_tp) this
+For each model size and logical rule set (rahf_jax.sharding.partitioning: dp, fsdp, fsdp_tp) this
 builds OUR train step (rahf_jax.train.steps.make_train_step on the abstract state of
 rahf_jax.train.state.get_abstract_state), lowers and compiles it for N fake CPU devices
 (XLA_FLAGS=--xla_force_host_platform_device_count=N; shapes only, nothing is initialised or
@@ -77,6 +77,8 @@ CHIPS = {
   "v5e": (197.0, 16e9, 400e9),
   "v5p": (459.0, 95 * GIB, 1200e9),
 }
+
+
 def mesh_shape(rules: str, n: int, model_axis: int, fsdp_max: int) -> dict:
   """(data, fsdp, model) sizes of a rule set on n devices.
 
@@ -104,7 +106,8 @@ def measure(size: str, variant: str, rules_name: str, args, param_dtype: str) ->
 
   from rahf_jax import models
   from rahf_jax.models import flops as model_flops
-  from rahf_jax.train import optimizer, partitioning, steps
+  from rahf_jax.sharding import mesh_context, partitioning
+  from rahf_jax.train import optimizer, steps
   from rahf_jax.train import state as state_lib
   from rahf_jax.train.default_train_config import train_config_defaults
   from rahf_jax.train.synthetic_batches import make_synthetic_batch
@@ -133,7 +136,7 @@ def measure(size: str, variant: str, rules_name: str, args, param_dtype: str) ->
   start = time.perf_counter()
   abstract, shardings = state_lib.get_abstract_state(model, tx, mesh, rules, example)
   row["params"] = state_lib.num_params(abstract.params)
-  bsharding = steps.batch_sharding(mesh)
+  bsharding = mesh_context.batch_sharding(mesh)
   batch = {
     k: jax.ShapeDtypeStruct((args.global_batch,) + v.shape[1:], v.dtype, sharding=bsharding)
     for k, v in example.items()

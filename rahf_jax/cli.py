@@ -158,7 +158,7 @@ def _predict() -> None:
 
 
 def _convert() -> None:
-  from rahf_jax.inference.convert import convert_reproduction  # noqa: PLC0415
+  from rahf_jax.train.convert import convert_reproduction  # noqa: PLC0415
 
   out = _required(_OUT, "convert")
   summary = convert_reproduction(

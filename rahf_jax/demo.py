@@ -98,7 +98,7 @@ def _remove(paths, why: str) -> None:
 
 def _is_other_run(workdir: str, config) -> bool:
   """True when workdir holds a run of another config (an older demo's), which cannot resume."""
-  from rahf_jax.train.checkpointing import config_to_dict  # noqa: PLC0415
+  from rahf_jax.sharding.workdir_files import config_to_dict  # noqa: PLC0415
 
   try:
     with open(os.path.join(workdir, "config.json"), encoding="utf-8") as f:
@@ -184,7 +184,7 @@ def evaluate_and_report(out_dir: str, workdir: str, data_dir: str, timings: dict
   from rahf_jax.evaluation.evaluator import evaluate_workdir  # noqa: PLC0415
   from rahf_jax.evaluation.mark_calibration import calibrate_workdir  # noqa: PLC0415
   from rahf_jax.evaluation.tables import metrics_to_markdown  # noqa: PLC0415
-  from rahf_jax.train.checkpointing import checkpoint_steps  # noqa: PLC0415
+  from rahf_jax.sharding.workdir_files import checkpoint_steps  # noqa: PLC0415
 
   eval_dir = os.path.join(out_dir, "eval_test")
   best = bool(checkpoint_steps(workdir, best=True))

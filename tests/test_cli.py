@@ -79,7 +79,7 @@ def test_workdir_without_checkpoint(tmp_path):
   workdir = tmp_path / "run"
   workdir.mkdir()
   config = _load_tiny_config()
-  from rahf_jax.train.checkpointing import save_config
+  from rahf_jax.sharding.workdir_files import save_config
 
   config.data.source = "synthetic"
   save_config(config, str(workdir))

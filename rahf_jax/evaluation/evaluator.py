@@ -40,7 +40,8 @@ from rahf_jax.evaluation.tables import compute_all_metrics, metrics_to_markdown
 from rahf_jax.inference import postprocess
 from rahf_jax.inference.overlays import save_overlay
 from rahf_jax.inference.predictor import Predictor
-from rahf_jax.train import checkpointing, input_batches
+from rahf_jax.sharding import workdir_files
+from rahf_jax.train import input_batches
 
 # Examples in the official RichHF-18K test split (test.tfrecord of the official release).
 OFFICIAL_TEST_SIZE = 955
@@ -254,7 +255,7 @@ def checkpoint_info(workdir: str, best: bool = False) -> dict:
     workdir/checkpoints), or None; for the best one also "best_metric" and "best_value" as the
     training loop recorded them, when readable}.
   """
-  steps = checkpointing.checkpoint_steps(workdir, best=best)
+  steps = workdir_files.checkpoint_steps(workdir, best=best)
   info: dict[str, Any] = {
     "kind": "best" if best else "newest",
     "step": steps[-1] if steps else None,

@@ -5,6 +5,10 @@ can be listed in a `seqio.Task(..., metric_fns=[...])` or called by a t5x evalua
 Every returned value is a Python float; an undefined aggregate (e.g. MSE over GT=0
 maps when there are none) is left out of the dict. Keys are `<output type>/<metric>`.
 
+`seqio_metric_fn(targets, predictions, aux_values)` is the t5x tasks' predict_with_aux metric:
+target dicts (rahf_jax.inference.postprocess.target_dict), decoded texts and the model's aux
+arrays, every output kind at once.
+
 Accepted element types:
   scores    a float per example (one score type: `<type>` taken from `score_type`),
             or a dict {score type: float} per example;
@@ -13,12 +17,14 @@ Accepted element types:
 """
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from rahf_jax import features
 from rahf_jax.evaluation import heatmap_metrics, score_metrics, word_metrics
+from rahf_jax.inference import postprocess
 
 
 def _flatten(prefix: str, values: dict) -> dict[str, float]:
@@ -91,3 +97,73 @@ def heatmap_metric_fn_for(heatmap_type: str):
       f"unknown heatmap type '{heatmap_type}'; expected one of {features.HEATMAP_TYPES}."
     )
   return functools.partial(heatmap_metric_fn, heatmap_type=heatmap_type)
+
+
+def _aux_row(aux_values: Mapping[str, Sequence[Any]], i: int) -> dict[str, Any]:
+  return {k: v[i] for k, v in aux_values.items()}
+
+
+def paired_values(
+  targets: Sequence[Mapping[str, Any]], predictions: Sequence[Mapping[str, Any]]
+) -> dict[str, tuple[list, list]]:
+  """Groups (target, prediction) values by output kind where both have them.
+
+  Returns {"scores": ([{type: t}], [{type: p}]), "heatmaps": (...), "misaligned_words":
+  ([text], [text])}, one list entry per example (augmented: per example of that type).
+  """
+  if len(targets) != len(predictions):
+    raise ValueError(f"{len(targets)} targets but {len(predictions)} predictions.")
+  grouped: dict[str, tuple[list, list]] = {}
+  for kind in (postprocess.SCORES, postprocess.HEATMAPS):
+    by_type: dict[str, tuple[list, list]] = {}
+    for t, p in zip(targets, predictions, strict=True):
+      for name, value in t.get(kind, {}).items():
+        if name in p.get(kind, {}):
+          by_type.setdefault(name, ([], []))
+          by_type[name][0].append(value)
+          by_type[name][1].append(p[kind][name])
+    for name, (ts, ps) in by_type.items():
+      grouped[f"{kind}/{name}"] = (ts, ps)
+  words = [
+    (t[postprocess.WORDS], p[postprocess.WORDS])
+    for t, p in zip(targets, predictions, strict=True)
+    if postprocess.WORDS in t and postprocess.WORDS in p
+  ]
+  if words:
+    grouped[postprocess.WORDS] = ([w[0] for w in words], [w[1] for w in words])
+  return grouped
+
+
+def compute_metrics(
+  targets: Sequence[Mapping[str, Any]], predictions: Sequence[Mapping[str, Any]]
+) -> dict[str, float]:
+  """The paper's metrics over target/prediction dicts (the metric fns above)."""
+  out: dict[str, float] = {}
+  for key, (ts, ps) in paired_values(targets, predictions).items():
+    if key == postprocess.WORDS:
+      out.update(misaligned_words_metric_fn(ts, ps))
+      continue
+    kind, name = key.split("/")
+    if kind == postprocess.SCORES:
+      if len(ts) < 2:
+        continue  # correlations need two examples
+      out.update(score_metric_fn_for(name)(ts, ps))
+    else:
+      out.update(heatmap_metric_fn_for(name)(ts, ps))
+  return out
+
+
+def seqio_metric_fn(
+  targets: Sequence[Mapping[str, Any]], predictions: Sequence[str], aux_values: Mapping
+) -> dict[str, float]:
+  """SeqIO predict_with_aux metric fn: target dicts, decoded texts, aux arrays -> metrics.
+
+  `aux_values` maps each `output_arrays` key to one value per example (t5x's layout).
+  The variant is read from the keys ("output_type" present: augmented prompt).
+  """
+  variant = features.AUGMENTED_PROMPT if "output_type" in aux_values else features.MULTI_HEAD
+  preds = []
+  for i, text in enumerate(predictions):
+    row = {k: np.asarray(v)[None] for k, v in _aux_row(aux_values, i).items()}
+    preds.append(postprocess.prediction_dicts(row, [postprocess.text_of(text)], variant)[0])
+  return compute_metrics(targets, preds)

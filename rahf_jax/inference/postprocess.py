@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 
 from rahf_jax import features as F
-from rahf_jax.evaluation import seqio_metrics
 
 SCORES = "scores"
 HEATMAPS = "heatmaps"
@@ -69,10 +68,10 @@ def strip_ids(ids: Sequence[int]) -> list[int]:
 
 def decode_texts(ids: Any, vocabulary: Any) -> list[str]:
   """Decoded strings of a [B, L] id array; `vocabulary` has a `.decode(list[int])`."""
-  return [_text(vocabulary.decode(strip_ids(row))) for row in np.asarray(ids)]
+  return [text_of(vocabulary.decode(strip_ids(row))) for row in np.asarray(ids)]
 
 
-def _text(x: Any) -> str:
+def text_of(x: Any) -> str:
   return x.decode("utf-8") if isinstance(x, bytes) else str(x)
 
 
@@ -175,7 +174,7 @@ def target_dict(example: Mapping[str, Any]) -> dict[str, Any]:
   (`decoder_weight` 0), and, for the augmented variant, on every non-words example.
   """
   text = example.get("targets_pretokenized", None)
-  text = None if text is None else _text(text)
+  text = None if text is None else text_of(text)
   valid = float(np.asarray(example.get("decoder_weight", 1.0))) > 0
   if "output_type" in example:
     name = _type_name(example["output_type"])
@@ -198,77 +197,7 @@ def seqio_postprocess_fn(output: Any, example: Mapping[str, Any] | None = None, 
     if example is None:
       raise ValueError("seqio_postprocess_fn needs the example for targets.")
     return target_dict(example)
-  return _text(output)
-
-
-def _aux_row(aux_values: Mapping[str, Sequence[Any]], i: int) -> dict[str, Any]:
-  return {k: v[i] for k, v in aux_values.items()}
-
-
-def paired_values(
-  targets: Sequence[Mapping[str, Any]], predictions: Sequence[Mapping[str, Any]]
-) -> dict[str, tuple[list, list]]:
-  """Groups (target, prediction) values by output kind where both have them.
-
-  Returns {"scores": ([{type: t}], [{type: p}]), "heatmaps": (...), "misaligned_words":
-  ([text], [text])}, one list entry per example (augmented: per example of that type).
-  """
-  if len(targets) != len(predictions):
-    raise ValueError(f"{len(targets)} targets but {len(predictions)} predictions.")
-  grouped: dict[str, tuple[list, list]] = {}
-  for kind in (SCORES, HEATMAPS):
-    by_type: dict[str, tuple[list, list]] = {}
-    for t, p in zip(targets, predictions, strict=True):
-      for name, value in t.get(kind, {}).items():
-        if name in p.get(kind, {}):
-          by_type.setdefault(name, ([], []))
-          by_type[name][0].append(value)
-          by_type[name][1].append(p[kind][name])
-    for name, (ts, ps) in by_type.items():
-      grouped[f"{kind}/{name}"] = (ts, ps)
-  words = [
-    (t[WORDS], p[WORDS])
-    for t, p in zip(targets, predictions, strict=True)
-    if WORDS in t and WORDS in p
-  ]
-  if words:
-    grouped[WORDS] = ([w[0] for w in words], [w[1] for w in words])
-  return grouped
-
-
-def compute_metrics(
-  targets: Sequence[Mapping[str, Any]], predictions: Sequence[Mapping[str, Any]]
-) -> dict[str, float]:
-  """The paper's metrics over target/prediction dicts (rahf_jax.evaluation.seqio_metrics)."""
-  out: dict[str, float] = {}
-  for key, (ts, ps) in paired_values(targets, predictions).items():
-    if key == WORDS:
-      out.update(seqio_metrics.misaligned_words_metric_fn(ts, ps))
-      continue
-    kind, name = key.split("/")
-    if kind == SCORES:
-      if len(ts) < 2:
-        continue  # correlations need two examples
-      out.update(seqio_metrics.score_metric_fn_for(name)(ts, ps))
-    else:
-      out.update(seqio_metrics.heatmap_metric_fn_for(name)(ts, ps))
-  return out
-
-
-def seqio_metric_fn(
-  targets: Sequence[Mapping[str, Any]], predictions: Sequence[str], aux_values: Mapping
-) -> dict[str, float]:
-  """SeqIO predict_with_aux metric fn: target dicts, decoded texts, aux arrays -> metrics.
-
-  `aux_values` maps each `output_arrays` key to one value per example (t5x's layout).
-  The variant is read from the keys ("output_type" present: augmented prompt).
-  """
-  variant = F.AUGMENTED_PROMPT if "output_type" in aux_values else F.MULTI_HEAD
-  preds = []
-  for i, text in enumerate(predictions):
-    row = {k: np.asarray(v)[None] for k, v in _aux_row(aux_values, i).items()}
-    preds.append(prediction_dicts(row, [_text(text)], variant)[0])
-  return compute_metrics(targets, preds)
+  return text_of(output)
 
 
 def sequence_log_likelihood(logits: Any, targets: Any, weights: Any, xp: Callable | Any = None):

@@ -40,10 +40,8 @@ from rahf_jax.inference import postprocess, prompt_copy
 from rahf_jax.inference.mark_bias import params_digest, read_mark_bias
 from rahf_jax.inference.tokenizer import load_tokenizer
 from rahf_jax.models import build_model, build_model_from_config, constrained_decode, greedy_decode
-from rahf_jax.train import checkpointing, steps
-from rahf_jax.train.partitioning import make_mesh_and_rules
-from rahf_jax.train.state import abstract_params
-from rahf_jax.train.synthetic_batches import make_synthetic_batch
+from rahf_jax.sharding import mesh_context, workdir_files
+from rahf_jax.sharding.abstract_params import model_and_abstract_params
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
@@ -70,7 +68,7 @@ def use_best(workdir: str, best: bool | None) -> bool:
   """Whether `from_workdir(workdir, best=best)` opens the best checkpoint: `best` as given;
   None: the best where the run keeps one (the README's figures come from it), else the newest."""
   if best is None:
-    return bool(checkpointing.checkpoint_steps(workdir, best=True))
+    return bool(workdir_files.checkpoint_steps(workdir, best=True))
   return bool(best)
 
 
@@ -101,15 +99,10 @@ class InferenceSetup:
   @classmethod
   def from_config(cls, config, compute_dtype: str | None = None) -> "InferenceSetup":
     """`compute_dtype`: the model's compute dtype instead of the config's (None: the config's)."""
-    model_config, model = build_model_from_config(config)
+    model_config, model, mesh, rules, abstract = model_and_abstract_params(config)
     if compute_dtype is not None and compute_dtype != model_config.dtype:
-      model_config.dtype = compute_dtype
+      model_config.dtype = compute_dtype  # the same parameters, computed in another dtype
       model = build_model(model_config)
-    mesh, rules = make_mesh_and_rules(config)
-    example = make_synthetic_batch(
-      model_config, 1, int(config.data.prompt_len), int(config.data.target_len), seed=0
-    )
-    abstract, _ = abstract_params(model, mesh, rules, example)
     return cls(config, model_config, model, mesh, rules, abstract)
 
 
@@ -166,9 +159,9 @@ class Predictor:
       )
 
     # As the train/eval steps: traced and run under the mesh and the logical rules.
-    self._heads = steps.with_mesh_context(jax.jit(heads), mesh, rules)
-    self._decode = steps.with_mesh_context(decode, mesh, rules)
-    self._decode_copy = steps.with_mesh_context(decode_copy, mesh, rules)
+    self._heads = mesh_context.with_mesh_context(jax.jit(heads), mesh, rules)
+    self._decode = mesh_context.with_mesh_context(decode, mesh, rules)
+    self._decode_copy = mesh_context.with_mesh_context(decode_copy, mesh, rules)
     self._mesh = mesh
 
   @classmethod
@@ -193,7 +186,7 @@ class Predictor:
     best = use_best(workdir, best)
     model_dtype = build_model_from_config(config)[0].dtype
     setup = InferenceSetup.from_config(config, inference_dtype(model_dtype, compute_dtype))
-    params, restored = checkpointing.restore_params(
+    params, restored = workdir_files.restore_params(
       workdir, setup.abstract_params, step=step, best=best
     )
     tokenizer = load_tokenizer(config.data.vocabulary)
@@ -219,7 +212,7 @@ class Predictor:
     pad = -n % self.step_multiple
     padded = {k: np.concatenate([v, np.repeat(v[-1:], pad, 0)]) if pad else v
               for k, v in batch.items()}  # fmt: skip
-    return steps.shard_batch(padded, self._mesh), n
+    return mesh_context.shard_batch(padded, self._mesh), n
 
   def heads(self, image: np.ndarray, prompt_ids: np.ndarray) -> dict[str, np.ndarray]:
     """Scores and heatmaps only (no decoding): flat output arrays, numpy."""

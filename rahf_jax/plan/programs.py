@@ -12,8 +12,9 @@ devices. Model FLOPs are the analytic counts of rahf_jax.models.flops for the st
 
 XLA's cost analysis counts a loop's body once, so a train step with k microbatches reports
 about 1/k of its FLOPs and bytes. `loop_scale` corrects for it: the ratio of the counts of the
-one-pass and the microbatched step as lowered (before partitioning and optimisation; lowering
-takes seconds where compiling takes minutes), which is k times the loop's share.
+one-pass and the microbatched step as lowered for one CPU device (before partitioning and
+optimisation; lowering takes seconds where compiling takes minutes), which is k times the loop's
+share.
 """
 
 import dataclasses
@@ -25,7 +26,8 @@ import jax
 import jax.numpy as jnp
 
 from rahf_jax.models import flops as model_flops
-from rahf_jax.train import loop, steps
+from rahf_jax.sharding import mesh_context
+from rahf_jax.train import loop
 
 STEPS = ("train", "eval", "score")
 
@@ -52,7 +54,7 @@ def _abstract_batch(example: dict, batch_size: int, sharding) -> dict:
 
 def make_score_step(model, mesh, rules, param_shardings):
   """Jitted (params, image, prompt_ids) -> heads' outputs, sharded like the train step."""
-  bsharding = steps.batch_sharding(mesh)
+  bsharding = mesh_context.batch_sharding(mesh)
 
   def score(params, image, prompt_ids):
     return model.apply({"params": params}, image, prompt_ids, method=model.predict_heads)
@@ -60,7 +62,7 @@ def make_score_step(model, mesh, rules, param_shardings):
   jitted = jax.jit(
     score, in_shardings=(param_shardings, bsharding, bsharding), out_shardings=bsharding
   )
-  return steps.with_mesh_context(jitted, mesh, rules)
+  return mesh_context.with_mesh_context(jitted, mesh, rules)
 
 
 def _step_calls(setup, names):
@@ -69,7 +71,7 @@ def _step_calls(setup, names):
   lp, lt = int(config.data.prompt_len), int(config.data.target_len)
   breakdown = model_flops.forward_flops_breakdown(mc, lp, lt)
   forward = sum(breakdown.values())
-  bsharding = steps.batch_sharding(setup.mesh)
+  bsharding = mesh_context.batch_sharding(setup.mesh)
   train_b, eval_b = int(config.batch_size), int(config.eval_batch_size)
   calls = {}
   for name in names:
@@ -97,13 +99,20 @@ def _lower(setup, step, args):
     return step.jitted.lower(*args)
 
 
-def _loop_scale(config, devices, lowered) -> dict:
-  """Count factors of a microbatched train step: one pass's counts over the loop's, as lowered."""
+def _loop_scale(config) -> dict:
+  """Count factors of a microbatched train step: one pass's counts over the loop's, as lowered.
+
+  Both are lowered for one CPU device (XLA:TPU's compile-only client has no cost analysis of a
+  lowered program; the ratio does not depend on the mesh).
+  """
   one_pass = config.copy_and_resolve_references()
   one_pass.num_microbatches = 1
-  setup = loop.build_setup(one_pass, devices)
-  step, args, _, _ = _step_calls(setup, ["train"])["train"]
-  whole, looped = _lower(setup, step, args).cost_analysis(), lowered.cost_analysis()
+  counts = []
+  for cfg in (one_pass, config):
+    setup = loop.build_setup(cfg, jax.devices("cpu")[:1])
+    step, args, _, _ = _step_calls(setup, ["train"])["train"]
+    counts.append(_lower(setup, step, args).cost_analysis())
+  whole, looped = counts
   return {key: float(whole[key]) / float(looped[key]) for key in ("flops", "bytes accessed")}
 
 
@@ -120,7 +129,7 @@ def compile_steps(config, devices, names=STEPS):
     compile_s = time.perf_counter() - start
     scale = None
     if name == "train" and int(config.get("num_microbatches", 1)) > 1:
-      scale = _loop_scale(config, devices, lowered)
+      scale = _loop_scale(config)
     compiled_steps.append(
       CompiledStep(name, batch_size, compiled, lower_s, compile_s, flops, scale)
     )

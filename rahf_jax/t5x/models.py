@@ -1,7 +1,7 @@
 """RAHF as a t5x `BaseModel`: the network, losses and decoder of rahf_jax, adapted to t5x.
 
 Nothing here computes anything of its own: the loss is the native train step's
-(`rahf_jax.t5x.run_settings.loss_fn` over `rahf_jax.train.losses.compute_losses`),
+(`rahf_jax.t5x.run_settings.loss_fn`, i.e. `rahf_jax.train.forward.forward_and_losses`),
 decoding is `rahf_jax.models.greedy_decode`, the output structure is
 `rahf_jax.inference.postprocess.output_arrays`, and the batch is what the data layer's
 feature converter (`rahf_jax.data.feature_converter`) emits. This module only translates
@@ -35,6 +35,7 @@ from rahf_jax.data import vocab as data_vocab
 from rahf_jax.inference import postprocess
 from rahf_jax.models import build_model, greedy_decode
 from rahf_jax.t5x import run_settings
+from rahf_jax.train import forward
 
 _INT_FEATURES = ("prompt_ids", "decoder_input_ids", "decoder_target_ids", "output_type")
 
@@ -111,7 +112,7 @@ class RAHFModel(t5x_models.BaseModel):
     return self.input_vocabulary
 
   def _outputs(self, params, batch, dropout_rng=None):
-    return run_settings.model_outputs(self.module, params, batch, dropout_rng)
+    return forward.model_outputs(self.module, params, batch, dropout_rng)
 
   def loss_fn(self, params, batch, dropout_rng):
     """The native train step's loss (run_settings.loss_fn) and each term as a clu metric."""

@@ -41,7 +41,8 @@ import ml_collections
 import numpy as np
 
 from rahf_jax.models import build_model_from_config, get_model_config
-from rahf_jax.train import losses
+from rahf_jax.sharding import workdir_files
+from rahf_jax.train import forward, losses
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_CONFIG_FILE = "configs/rahf.py"
@@ -242,27 +243,15 @@ def loss_fn(
   variant: str,
   weights,
   dropout_rng=None,
-  pixel_loss: str = "mse",
+  heatmap_loss: str = "mse",
 ):
-  """(loss, terms): the native train step's loss (rahf_jax.train.steps) for t5x's loss_fn.
+  """(loss, terms): the native train step's loss (rahf_jax.train.forward) for t5x's loss_fn.
 
   Training mode (dropout on) when `dropout_rng` is given, as the native train step; without it
-  deterministic, as the native eval step. `pixel_loss` is the heatmap loss (`heatmap_loss`).
+  deterministic, as the native eval step. `heatmap_loss`: the config's (`heatmap_loss_of`).
   """
-  outputs = model_outputs(module, params, batch, dropout_rng)
-  return losses.compute_losses(outputs, batch, variant, dict(weights), None, pixel_loss)
-
-
-def model_outputs(module, params, batch: Mapping[str, Any], dropout_rng=None):
-  """The network's outputs on a batch of model features (dropout on iff `dropout_rng`)."""
-  rngs = None if dropout_rng is None else {"dropout": dropout_rng}
-  return module.apply(
-    {"params": params},
-    batch["image"],
-    batch["prompt_ids"],
-    batch["decoder_input_ids"],
-    deterministic=dropout_rng is None,
-    rngs=rngs,
+  return forward.forward_and_losses(
+    module, params, batch, variant, dict(weights), dropout_rng, heatmap_loss
   )
 
 
@@ -288,13 +277,13 @@ def _read_pretrained(config, model_cfg, abstract) -> dict[tuple[str, ...], np.nd
   """{path: float array} of every parameter config.init loads, read on the host."""
   import flax  # noqa: PLC0415
 
-  from rahf_jax.train import checkpointing, init_weights  # noqa: PLC0415
+  from rahf_jax.train import init_weights  # noqa: PLC0415
 
   init = config.get("init", {})
   loaded: dict[tuple[str, ...], np.ndarray] = {}
   if init.get("rahf") and init_weights.is_workdir(init.rahf):
     target = jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), abstract)
-    params, step = checkpointing.restore_params(init.rahf, target)
+    params, step = workdir_files.restore_params(init.rahf, target)
     loaded.update(flax.traverse_util.flatten_dict(jax.device_get(params)))
     logging.info("init.rahf: params of step %d of %s", step, init.rahf)
   host, _ = init_weights.host_params(config, model_cfg, abstract)

@@ -11,7 +11,7 @@ $RAHF_DATA_DIR (TFDS's default when unset), and with
 
   postprocess_fn = rahf_jax.inference.postprocess.seqio_postprocess_fn  (targets -> dicts of
                    ground-truth scores, heatmaps and the `_0`-marked prompt)
-  metric_fns     = [rahf_jax.inference.postprocess.seqio_metric_fn]     (decoded prompt + aux
+  metric_fns     = [rahf_jax.evaluation.seqio_metrics.seqio_metric_fn]     (decoded prompt + aux
                    scores/heatmaps -> the paper's metrics, rahf_jax.evaluation.seqio_metrics)
 
 so t5x finds them the usual way: --gin.MIXTURE_OR_TASK_MODULE="'rahf_jax.t5x.tasks'"
@@ -32,6 +32,7 @@ import logging
 from rahf_jax import features
 from rahf_jax.data import tasks as data_tasks
 from rahf_jax.data import vocab as data_vocab
+from rahf_jax.evaluation import seqio_metrics
 from rahf_jax.inference import postprocess
 from rahf_jax.models import MODEL_SIZES, get_model_config
 from rahf_jax.t5x import run_settings
@@ -93,7 +94,7 @@ def rahf_task(
     vocabulary=vocabulary,
     data_dir=data_dir,
     suffix=f"_{size}_{name}{SUFFIX}",
-    metric_fns=[postprocess.seqio_metric_fn],
+    metric_fns=[seqio_metrics.seqio_metric_fn],
     postprocess_fn=postprocess.seqio_postprocess_fn,
   )
 

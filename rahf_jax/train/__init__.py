@@ -10,5 +10,7 @@ Modules (import what you need; nothing here imports TensorFlow):
   synthetic_batches     make_synthetic_batch(model_config, batch_size, prompt_len, target_len, seed)
   input_batches         host-local train/dev batch iterators (synthetic or the SeqIO pipeline)
   loop                  train_and_evaluate(config, workdir, eval_fn=None)
-  partitioning          make_mesh, LOGICAL_AXIS_RULES, logical_shardings (the model room's)
+  convert               convert_reproduction(...): the reproduction's checkpoint -> a workdir
+The mesh, rules, abstract params and the workdir's files are rahf_jax.sharding's, shared with
+inference.
 """

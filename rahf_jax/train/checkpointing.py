@@ -1,21 +1,15 @@
-"""Orbax checkpoints: periodic async saves (keep N newest) plus the best one by a metric.
+"""Orbax checkpoints of the train state: periodic async saves (keep N newest) plus the best one.
 
-Layout under the workdir:
-
-  config.json               the run's config (written once, also stored in every checkpoint)
-  checkpoints/<step>/state  the TrainState (sharded arrays; restored into the abstract state)
-  checkpoints/<step>/meta   JSON: step, data position (batches consumed), metrics, config
-  best/<step>/...           the same for the best checkpoint by `best_metric` (one kept)
-
-A params-only checkpoint (a converted model, `save_params`) has the same layout with
-`state = {"params": ...}`. `restore_params` reads only the params of either kind (inference
-needs no optimizer state: a third of a TrainState's memory under Adam).
+The workdir's layout is rahf_jax.sharding.workdir_files's: checkpoints/<step>/state holds the
+TrainState (sharded arrays, restored into the abstract state), checkpoints/<step>/meta the step,
+data position (batches consumed), metrics and config; best/<step>/ the same for the best
+checkpoint by `best_metric` (one kept). Inference reads the params alone
+(rahf_jax.sharding.workdir_files.restore_params).
 
 The data position is the number of train batches consumed, which equals the step: the input
 pipeline is deterministic, so a resumed run asks it to start at that batch.
 """
 
-import json
 import logging
 import math
 import os
@@ -23,51 +17,14 @@ from collections.abc import Mapping
 from typing import Any
 
 import jax
-import numpy as np
 import orbax.checkpoint as ocp
 
+from rahf_jax.sharding.workdir_files import (
+  checkpoint_manager,
+  jsonable,
+  newest_readable,
+)
 from rahf_jax.train.state import TrainState
-
-_ITEMS = ("state", "meta")
-
-
-def _jsonable(x: Any) -> Any:
-  if isinstance(x, Mapping):
-    return {str(k): _jsonable(v) for k, v in x.items()}
-  if isinstance(x, list | tuple):
-    return [_jsonable(v) for v in x]
-  if isinstance(x, np.ndarray | jax.Array | np.generic):
-    x = np.asarray(x)
-    return x.item() if x.ndim == 0 else x.tolist()
-  if isinstance(x, float) and not math.isfinite(x):
-    return str(x)
-  if isinstance(x, str | int | float | bool) or x is None:
-    return x
-  return str(x)
-
-
-def config_to_dict(config: Any) -> dict:
-  """A JSON-safe dict of an ml_collections.ConfigDict (or any mapping)."""
-  if hasattr(config, "to_dict"):
-    config = config.to_dict()
-  return _jsonable(dict(config)) if config is not None else {}
-
-
-def save_config(config: Any, workdir: str) -> str:
-  """Writes workdir/config.json (host 0 only) and returns its path."""
-  path = os.path.join(workdir, "config.json")
-  if jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-      json.dump(config_to_dict(config), f, indent=2, sort_keys=True)
-  return path
-
-
-def _manager(directory: str, max_to_keep: int | None, async_save: bool):
-  options = ocp.CheckpointManagerOptions(
-    max_to_keep=max_to_keep, enable_async_checkpointing=async_save, create=True
-  )
-  return ocp.CheckpointManager(os.path.abspath(directory), options=options, item_names=_ITEMS)
 
 
 class Checkpointer:
@@ -94,8 +51,10 @@ class Checkpointer:
     self.workdir = workdir
     self.best_metric = best_metric
     self.best_mode = best_mode
-    self.periodic = _manager(os.path.join(workdir, "checkpoints"), keep, async_save)
-    self.best = _manager(os.path.join(workdir, "best"), 1, async_save) if best_metric else None
+    self.periodic = checkpoint_manager(os.path.join(workdir, "checkpoints"), keep, async_save)
+    self.best = (
+      checkpoint_manager(os.path.join(workdir, "best"), 1, async_save) if best_metric else None
+    )
     self.best_value: float | None = None
     if self.best is not None and self.best.latest_step() is not None:
       step = self.best.latest_step()
@@ -111,7 +70,7 @@ class Checkpointer:
     step = int(jax.device_get(state.step))
     if step in self.periodic.all_steps():
       return step
-    meta = _jsonable({"step": step, "data_position": step, **(meta or {})})
+    meta = jsonable({"step": step, "data_position": step, **(meta or {})})
     self.periodic.save(
       step,
       args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
@@ -143,7 +102,7 @@ class Checkpointer:
       return False
     self.best_value = value
     step = int(jax.device_get(state.step))
-    meta = _jsonable(
+    meta = jsonable(
       {
         "step": step,
         "data_position": step,
@@ -184,7 +143,7 @@ class Checkpointer:
 
     if step is not None:
       return read(step)
-    return _newest_readable(sorted(manager.all_steps()), read, str(manager.directory))
+    return newest_readable(sorted(manager.all_steps()), read, str(manager.directory))
 
   def wait(self) -> None:
     """Blocks until pending async saves are written."""
@@ -198,85 +157,3 @@ class Checkpointer:
     self.periodic.close()
     if self.best is not None:
       self.best.close()
-
-
-def _steps_dir(workdir: str, best: bool) -> str:
-  return os.path.join(os.path.abspath(workdir), "best" if best else "checkpoints")
-
-
-def checkpoint_steps(workdir: str, best: bool = False) -> list[int]:
-  """The steps of the finished checkpoints in workdir/checkpoints (or best/), ascending."""
-  directory = _steps_dir(workdir, best)
-  if not os.path.isdir(directory):
-    return []
-  return sorted(
-    int(name)
-    for name in os.listdir(directory)
-    if name.isdigit() and os.path.isdir(os.path.join(directory, name, "state"))
-  )
-
-
-def save_params(workdir: str, params: Any, step: int = 0, meta: Mapping[str, Any] | None = None):
-  """Writes a params-only checkpoint (`state = {"params": params}`) at workdir/checkpoints/step."""
-  manager = _manager(os.path.join(workdir, "checkpoints"), None, async_save=False)
-  meta = _jsonable({"step": step, "data_position": step, "params_only": True, **(meta or {})})
-  manager.save(
-    step,
-    args=ocp.args.Composite(
-      state=ocp.args.StandardSave({"params": params}), meta=ocp.args.JsonSave(meta)
-    ),
-    force=True,
-  )
-  manager.wait_until_finished()
-  manager.close()
-
-
-def restore_params(
-  workdir: str, abstract_params: Any, step: int | None = None, best: bool = False
-) -> tuple[Any, int]:
-  """(params restored into the sharded abstract params, step): newest step by default.
-
-  Reads only the parameters of a TrainState or params-only checkpoint.
-  """
-  steps = checkpoint_steps(workdir, best)
-  if step is None and not steps:
-    where = _steps_dir(workdir, best)
-    raise FileNotFoundError(
-      f"No checkpoint in {where}; train first (rahf-jax train --workdir ...) or convert one "
-      "(rahf-jax convert)."
-    )
-  if step is not None and int(step) not in steps:
-    raise FileNotFoundError(f"No checkpoint of step {step} in {_steps_dir(workdir, best)}.")
-  target = {"params": abstract_params}
-
-  def read(s):
-    restored = ocp.PyTreeCheckpointer().restore(
-      os.path.join(_steps_dir(workdir, best), str(s), "state"),
-      args=ocp.args.PyTreeRestore(
-        target,
-        restore_args=ocp.checkpoint_utils.construct_restore_args(target),
-        partial_restore=True,
-      ),
-    )
-    return restored["params"], s
-
-  if step is not None:
-    return read(int(step))
-  return _newest_readable(steps, read, _steps_dir(workdir, best))
-
-
-def _newest_readable(steps: list[int], read, where: str):
-  """`read(step)` of the newest step that reads; a damaged newest one is skipped with a warning.
-
-  (orbax finalises a checkpoint by renaming its folder, so a save killed mid-write never shows
-  as a step; this covers files damaged after that, e.g. a truncated or lost array file.)
-  """
-  errors = []
-  for step in reversed(steps):
-    try:
-      return read(step)
-    except Exception as e:  # pylint: disable=broad-except  # any unreadable file or metadata
-      errors.append(f"step {step}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
-      logging.warning("Checkpoint of step %d in %s cannot be read (%s); trying the one before.",
-                      step, where, errors[-1])  # fmt: skip
-  raise ValueError(f"No readable checkpoint in {where}: {'; '.join(errors)}.")

@@ -81,7 +81,7 @@ def train_config_defaults() -> ml_collections.ConfigDict:
   c.seed = 0  # parameter init, dropout keys (folded with the step), synthetic data
 
   # Sharding: mesh axis sizes (-1 = fill with the remaining devices) and the name of the
-  # logical rules in rahf_jax.train.partitioning.LOGICAL_AXIS_RULES ("dp", "fsdp", "fsdp_tp").
+  # logical rules in rahf_jax.sharding.partitioning.LOGICAL_AXIS_RULES ("dp", "fsdp", "fsdp_tp").
   c.mesh = ml_collections.ConfigDict()
   c.mesh.data = -1
   c.mesh.fsdp = 1

@@ -23,7 +23,7 @@ import jax
 import numpy as np
 
 from rahf_jax.models import reproduction_weights, state_dicts, weights
-from rahf_jax.train import checkpointing
+from rahf_jax.sharding import workdir_files
 
 T5_GROUPS = ("token_embedder", "encoder", "decoder")
 
@@ -73,7 +73,7 @@ def apply_pretrained(config, model_config, params: Any, abstract: Any) -> Any:
     return params
   loaded: set[str] = set()
   if init.get("rahf") and is_workdir(init.rahf):
-    params, step = checkpointing.restore_params(init.rahf, abstract)  # straight onto the shards
+    params, step = workdir_files.restore_params(init.rahf, abstract)  # straight onto the shards
     loaded |= set(params)
     logging.info("init.rahf: params of step %d of %s", step, init.rahf)
   host, from_files = host_params(config, model_config, abstract)

@@ -22,10 +22,12 @@ import numpy as np
 import optax
 
 from rahf_jax.models import build_model_from_config  # noqa: F401 (re-exported)
+from rahf_jax.sharding import mesh_context
+from rahf_jax.sharding.partitioning import make_mesh_and_rules  # noqa: F401 (re-exported)
+from rahf_jax.sharding.workdir_files import config_to_dict, save_config
 from rahf_jax.train import input_batches, losses, optimizer, steps
-from rahf_jax.train.checkpointing import Checkpointer, config_to_dict, save_config
+from rahf_jax.train.checkpointing import Checkpointer
 from rahf_jax.train.init_weights import apply_pretrained
-from rahf_jax.train.partitioning import make_mesh_and_rules  # noqa: F401 (re-exported)
 from rahf_jax.train.state import TrainState, get_abstract_state, make_init_fn, num_params
 from rahf_jax.train.synthetic_batches import make_synthetic_batch
 
@@ -148,7 +150,9 @@ def evaluate(setup: TrainingSetup, state: TrainState) -> dict[str, float]:
   sums: dict[str, float] = {}
   weights: dict[str, float] = {}
   for batch, ex_w in input_batches.eval_batches(setup.config, setup.model_config):
-    aux, _ = setup.eval_step(state, steps.shard_batch(batch, setup.mesh), _global(ex_w, setup))
+    aux, _ = setup.eval_step(
+      state, mesh_context.shard_batch(batch, setup.mesh), _global(ex_w, setup)
+    )
     aux = jax.device_get(aux)
     n, tokens = float(aux.pop("num_examples")), float(aux.pop("num_tokens"))
     for k, v in aux.items():
@@ -159,7 +163,9 @@ def evaluate(setup: TrainingSetup, state: TrainState) -> dict[str, float]:
 
 
 def _global(example_weights: np.ndarray, setup: TrainingSetup) -> jax.Array:
-  return jax.make_array_from_process_local_data(steps.batch_sharding(setup.mesh), example_weights)
+  return jax.make_array_from_process_local_data(
+    mesh_context.batch_sharding(setup.mesh), example_weights
+  )
 
 
 class _Progress:
@@ -257,7 +263,7 @@ def train_and_evaluate(
   nan_every = max(1, int(config.get("nan_check_every", 1)))
   end = total if stop_at_step is None else min(total, int(stop_at_step))
   while step < end:
-    batch = steps.shard_batch(next(batches), setup.mesh)
+    batch = mesh_context.shard_batch(next(batches), setup.mesh)
     state, metrics = setup.train_step(state, batch)
     step += 1
     pending.append(metrics)

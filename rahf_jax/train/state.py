@@ -5,7 +5,8 @@ FLOPs), reads the logical axis names every parameter carries (`nn.with_logical_p
 maps them to mesh shardings with the logical rules, and gives the optimizer state the
 shardings of the parameters it mirrors (`optax.tree_map_params`). `init_state` jits the same
 init with `out_shardings=state_shardings`, so every array is born on its shard; orbax restores
-into the same abstract state (rahf_jax/train/checkpointing.py).
+into the same abstract state (rahf_jax/train/checkpointing.py); inference restores the params
+alone into rahf_jax/sharding/abstract_params.py's (rahf_jax/sharding/workdir_files.py).
 
 With fp32 master weights (training config `param_dtype="bfloat16"`, rahf_jax/train/optimizer.py)
 the state's params are bf16 and the optimizer state holds their fp32 master copy: `tx.init` sees
@@ -25,10 +26,8 @@ import optax
 from flax import struct
 from jax.sharding import NamedSharding, PartitionSpec
 
+from rahf_jax.sharding.abstract_params import abstract_params, init_variables, input_shapes
 from rahf_jax.train import optimizer
-
-# The three model inputs that `model.init` needs (rahf_jax/features.py names).
-MODEL_INPUTS = ("image", "prompt_ids", "decoder_input_ids")
 
 
 class TrainState(struct.PyTreeNode):
@@ -52,30 +51,13 @@ class TrainState(struct.PyTreeNode):
     return jax.random.fold_in(self.rng, self.step)
 
 
-def input_shapes(example_batch_shapes: Mapping[str, Any]) -> dict[str, jax.ShapeDtypeStruct]:
-  """ShapeDtypeStructs of the model inputs, from arrays or shape/dtype structs."""
-  missing = [k for k in MODEL_INPUTS if k not in example_batch_shapes]
-  if missing:
-    raise ValueError(f"example_batch_shapes lacks {missing}; pass a batch of model features.")
-  return {
-    k: jax.ShapeDtypeStruct(tuple(example_batch_shapes[k].shape), example_batch_shapes[k].dtype)
-    for k in MODEL_INPUTS
-  }
-
-
-def _init_variables(model: nn.Module, rng: jax.Array, shapes: Mapping[str, Any]):
-  params_rng, dropout_rng = jax.random.split(rng)
-  inputs = [jnp.zeros(shapes[k].shape, shapes[k].dtype) for k in MODEL_INPUTS]
-  return model.init({"params": params_rng, "dropout": dropout_rng}, *inputs)
-
-
 def make_init_fn(model: nn.Module, tx: optax.GradientTransformation, example_batch_shapes):
   """A function seed_key -> TrainState (unboxed params, fresh optimizer state)."""
   shapes = input_shapes(example_batch_shapes)
 
   def init_fn(key: jax.Array) -> TrainState:
     init_key, state_key = jax.random.split(key)
-    params = nn.unbox(_init_variables(model, init_key, shapes)["params"])
+    params = nn.unbox(init_variables(model, init_key, shapes)["params"])
     opt_state = tx.init(params)
     return TrainState(
       step=jnp.zeros((), jnp.int32),
@@ -86,27 +68,6 @@ def make_init_fn(model: nn.Module, tx: optax.GradientTransformation, example_bat
     )
 
   return init_fn
-
-
-def abstract_params(model: nn.Module, mesh: jax.sharding.Mesh, rules, example_batch_shapes):
-  """(abstract params with shardings, param shardings): what init and every restore target.
-
-  The parameters alone, for inference (no optimizer); get_abstract_state adds the rest.
-  """
-  from rahf_jax.train import partitioning  # noqa: PLC0415 (the model room's rules)
-
-  shapes = input_shapes(example_batch_shapes)
-  boxed = jax.eval_shape(lambda k: _init_variables(model, k, shapes), jax.random.PRNGKey(0))
-  param_shardings = partitioning.divisible_shardings(
-    partitioning.logical_shardings(nn.get_partition_spec(boxed["params"]), mesh, rules),
-    nn.unbox(boxed["params"]),
-  )
-  abstract = jax.tree.map(
-    lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-    nn.unbox(boxed["params"]),
-    param_shardings,
-  )
-  return abstract, param_shardings
 
 
 def get_abstract_state(
@@ -122,7 +83,7 @@ def get_abstract_state(
     model: the flax module (its params carry logical axis names).
     tx: the optimizer.
     mesh: the device mesh (axes data, fsdp, model).
-    rules: logical axis rules (rahf_jax.train.partitioning.LOGICAL_AXIS_RULES[name]).
+    rules: logical axis rules (rahf_jax.sharding.partitioning.LOGICAL_AXIS_RULES[name]).
     example_batch_shapes: a batch (arrays or ShapeDtypeStructs) with the model inputs.
 
   Returns:

@@ -12,72 +12,19 @@ at a time. Slice i takes rows i, i+k, i+2k, ..., so every device keeps working o
 With dropout on, slice i draws its dropout from the step's key folded with i.
 """
 
-import contextlib
-import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
 from rahf_jax.models.dtypes import at_least_float32
-from rahf_jax.train import losses, optimizer
+from rahf_jax.sharding.mesh_context import BATCH_AXES, batch_sharding, with_mesh_context
+from rahf_jax.train import forward, losses, optimizer
 from rahf_jax.train.state import TrainState
-
-BATCH_AXES = ("data", "fsdp")
-
-
-def batch_sharding(mesh: jax.sharding.Mesh) -> NamedSharding:
-  """Leading (batch) axis over the mesh's data and fsdp axes, the rest replicated."""
-  return NamedSharding(mesh, PartitionSpec(BATCH_AXES))
-
-
-def shard_batch(batch: Mapping[str, np.ndarray], mesh: jax.sharding.Mesh) -> dict[str, jax.Array]:
-  """This host's part of a batch (numpy) -> global jax arrays sharded over the batch axes.
-
-  On one host this is a device_put; on several, each host passes its own rows
-  (jax.make_array_from_process_local_data assembles the global batch).
-  """
-  sharding = batch_sharding(mesh)
-  return {
-    k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in batch.items()
-  }
-
-
-def _apply(model, params, batch, deterministic: bool, dropout_key=None):
-  rngs = None if dropout_key is None else {"dropout": dropout_key}
-  return model.apply(
-    {"params": params},
-    batch["image"],
-    batch["prompt_ids"],
-    batch["decoder_input_ids"],
-    deterministic=deterministic,
-    rngs=rngs,
-  )
-
-
-def with_mesh_context(fn: Callable, mesh, rules, set_mesh: bool = True) -> Callable:
-  """Traces/runs `fn` under the logical rules and (if `set_mesh`) the mesh.
-
-  With the mesh set (jax.set_mesh, not `with mesh:`), the model's nn.with_logical_constraint
-  calls become real sharding constraints on the activations; without it they are no-ops and
-  XLA propagates the shardings of the params and the batch (given by in_shardings).
-  """
-
-  @functools.wraps(fn)
-  def wrapped(*args):
-    with contextlib.ExitStack() as stack:
-      if set_mesh:
-        stack.enter_context(jax.set_mesh(mesh))
-      stack.enter_context(nn.logical_axis_rules(rules))
-      return fn(*args)
-
-  wrapped.jitted = fn
-  return wrapped
 
 
 def make_train_step(
@@ -104,9 +51,8 @@ def make_train_step(
   replicated = NamedSharding(mesh, PartitionSpec())
 
   def loss_fn(params, batch, dropout_key, denominators=None):
-    outputs = _apply(model, params, batch, False, dropout_key)
-    return losses.compute_losses(
-      outputs, batch, variant, loss_weights, None, heatmap_loss, denominators
+    return forward.forward_and_losses(
+      model, params, batch, variant, loss_weights, dropout_key, heatmap_loss, denominators
     )
 
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
@@ -184,7 +130,7 @@ def make_eval_step(
   bsharding = batch_sharding(mesh)
 
   def eval_step(state: TrainState, batch: dict, example_weights: jax.Array):
-    outputs = _apply(model, state.params, batch, True)
+    outputs = forward.model_outputs(model, state.params, batch)
     _, aux = losses.compute_losses(
       outputs, batch, variant, loss_weights, example_weights, heatmap_loss
     )

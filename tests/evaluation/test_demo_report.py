@@ -49,7 +49,7 @@ def test_report_names_the_checkpoint_and_links_the_curves(tmp_path):
 
 def test_a_run_of_another_demo_config_is_recognised(tmp_path):
   """An older demo_out's run (another config) cannot resume, so the demo starts it again."""
-  from rahf_jax.train.checkpointing import save_config
+  from rahf_jax.sharding.workdir_files import save_config
 
   config = demo.load_config(*demo.DEMO_CONFIG)
   workdir = str(tmp_path / "workdir")

@@ -7,6 +7,7 @@ import scipy.special
 import scipy.stats
 
 from rahf_jax import features as F
+from rahf_jax.evaluation import seqio_metrics
 from rahf_jax.inference import postprocess as pp
 
 H = 6  # heatmap side
@@ -148,7 +149,7 @@ def test_seqio_metric_fn_multihead_matches_references():
   aux = {k: list(v) for k, v in pp.output_arrays(out, F.MULTI_HEAD).items()}
   # Words: example 0 exact (P=R=F1=1); the others mark "red" instead of "a" (P=R=F1=0).
   predictions = ["a_0 red cat"] + ["a red_0 cat"] * (b - 1)
-  metrics = pp.seqio_metric_fn(targets, predictions, aux)
+  metrics = seqio_metrics.seqio_metric_fn(targets, predictions, aux)
   preds = pp.prediction_dicts(pp.output_arrays(out, F.MULTI_HEAD), predictions, F.MULTI_HEAD)
   for key, value in _reference_metrics(targets, preds).items():
     assert metrics[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
@@ -164,7 +165,7 @@ def test_seqio_metric_fn_augmented_equals_multihead_on_the_same_outputs():
   predictions = ["two_0 dogs", "two dogs_0", "two_0 dogs", "two dogs"]
   mh_targets = [pp.target_dict(ex) for ex in examples]
   mh_aux = {k: list(v) for k, v in pp.output_arrays(out, F.MULTI_HEAD).items()}
-  expected = pp.seqio_metric_fn(mh_targets, predictions, mh_aux)
+  expected = seqio_metrics.seqio_metric_fn(mh_targets, predictions, mh_aux)
 
   aug_targets, aug_preds, aux = [], [], {"score": [], "heatmap": [], "output_type": []}
   for i, ex in enumerate(examples):
@@ -178,7 +179,7 @@ def test_seqio_metric_fn_augmented_equals_multihead_on_the_same_outputs():
       aux["heatmap"].append(out["heatmaps"].get(t, np.zeros((b, H, H)))[i])
       aux["score"].append(out["scores"].get(t, np.zeros(b))[i])
       aug_preds.append(predictions[i])
-  got = pp.seqio_metric_fn(aug_targets, aug_preds, aux)
+  got = seqio_metrics.seqio_metric_fn(aug_targets, aug_preds, aux)
   assert len(aug_targets) == b * n
   assert set(got) == set(expected)
   for key in expected:

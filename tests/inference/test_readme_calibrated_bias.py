@@ -33,7 +33,7 @@ def _readme_section(title: str) -> str:
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
   from rahf_jax.evaluation.mark_calibration import calibrate_workdir
-  from rahf_jax.train.checkpointing import checkpoint_steps
+  from rahf_jax.sharding.workdir_files import checkpoint_steps
   from rahf_jax.train.loop import train_and_evaluate
 
   path = str(tmp_path_factory.mktemp("calibrated_run"))

@@ -10,7 +10,8 @@ import jax
 import numpy as np
 import pytest
 
-from rahf_jax.train import loop, steps
+from rahf_jax.sharding import mesh_context
+from rahf_jax.train import loop
 from rahf_jax.train.synthetic_batches import make_synthetic_batch
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -68,10 +69,10 @@ def test_saved_train_executable_runs_the_train_step(planned):
   assert not hasattr(loaded, "jitted")  # an executable, not the jit-wrapped step
   batch = make_synthetic_batch(setup.model_config, 16, 32, 32, seed=1)
   want_state, want = setup.train_step(
-    setup.init_fn(jax.random.PRNGKey(0)), steps.shard_batch(batch, setup.mesh)
+    setup.init_fn(jax.random.PRNGKey(0)), mesh_context.shard_batch(batch, setup.mesh)
   )
   got_state, got = loaded(
-    setup.init_fn(jax.random.PRNGKey(0)), steps.shard_batch(batch, setup.mesh)
+    setup.init_fn(jax.random.PRNGKey(0)), mesh_context.shard_batch(batch, setup.mesh)
   )
   # The same program up to compiler options (the plan skips LLVM's optimisations), so float32
   # rounding apart: the same loss, gradient norm and Adam moments (which hold the gradients; the

@@ -11,8 +11,9 @@ import pytest
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from rahf_jax.train import partitioning
-from rahf_jax.train.checkpointing import Checkpointer, save_config
+from rahf_jax.sharding import partitioning
+from rahf_jax.sharding.workdir_files import save_config
+from rahf_jax.train.checkpointing import Checkpointer
 from rahf_jax.train.default_train_config import train_config_defaults
 from rahf_jax.train.state import TrainState
 

@@ -19,11 +19,12 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from rahf_jax import features  # noqa: E402
-from rahf_jax.inference.convert import convert_reproduction  # noqa: E402
 from rahf_jax.inference.predictor import load_config  # noqa: E402
 from rahf_jax.inference.tokenizer import DEMO_VOCAB_PATH  # noqa: E402
 from rahf_jax.models import build_model_from_config, weights  # noqa: E402
-from rahf_jax.train import checkpointing, input_batches, losses  # noqa: E402
+from rahf_jax.sharding import workdir_files  # noqa: E402
+from rahf_jax.train import input_batches, losses  # noqa: E402
+from rahf_jax.train.convert import convert_reproduction  # noqa: E402
 from rahf_jax.train.loop import train_and_evaluate  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -53,7 +54,7 @@ def _flat(tree):
 
 def test_init_rahf_starts_from_the_converted_params_and_its_loss(converted, tmp_path):
   workdir = converted / "converted"
-  params, _ = checkpointing.restore_params(str(workdir), _abstract(converted))
+  params, _ = workdir_files.restore_params(str(workdir), _abstract(converted))
   for source in (str(workdir), str(converted / "rahf_model.pt")):  # a workdir, or the .pt itself
     c = _config(workdir, rahf=source)
     out = train_and_evaluate(c, str(tmp_path / os.path.basename(source)), stop_at_step=1)

@@ -14,7 +14,8 @@ import pytest
 import train_testlib
 
 from rahf_jax import features, models
-from rahf_jax.train import loop, optimizer, partitioning, state, steps
+from rahf_jax.sharding import mesh_context, partitioning
+from rahf_jax.train import loop, optimizer, state, steps
 from rahf_jax.train.synthetic_batches import make_synthetic_batch
 
 _F64_RTOL = 256 * float(np.finfo(np.float64).eps)
@@ -34,7 +35,7 @@ def _one_step(variant: str, num_microbatches: int, mesh, rules_name: str):
     model, tx, variant=variant, loss_weights={"heatmap": 2.0, "score": 3.0}, mesh=mesh,
     rules=rules, state_shardings=shardings, num_microbatches=num_microbatches,
   )  # fmt: skip
-  new_state, metrics = train_step(init, steps.shard_batch(batch, mesh))
+  new_state, metrics = train_step(init, mesh_context.shard_batch(batch, mesh))
   return jax.device_get(metrics), jax.device_get(new_state.params), batch
 
 

@@ -20,7 +20,8 @@ from jax.sharding import PartitionSpec as P
 
 from rahf_jax import features
 from rahf_jax.models import build_model, get_model_config
-from rahf_jax.train import partitioning
+from rahf_jax.sharding import abstract_params as abstract_params_lib
+from rahf_jax.sharding import partitioning
 
 MESHES = {"dp": (8, 1, 1), "fsdp": (2, 4, 1), "fsdp_tp": (2, 2, 2)}
 
@@ -120,7 +121,6 @@ def test_indivisible_dimensions_are_replicated():
 def test_state_with_channels_the_fsdp_axis_does_not_divide():
   """A score-head conv with 12 input channels on an fsdp axis of 8: the params still build on
   their shardings, that kernel replicated, the others sharded (before, jax refused the init)."""
-  from rahf_jax.train import state as state_lib  # noqa: PLC0415
   from rahf_jax.train.synthetic_batches import make_synthetic_batch  # noqa: PLC0415
 
   c = get_model_config("tiny", features.MULTI_HEAD)
@@ -128,15 +128,15 @@ def test_state_with_channels_the_fsdp_axis_does_not_divide():
   model = build_model(c)
   mesh = partitioning.make_mesh(data=1, fsdp=8, model=1)
   batch = make_synthetic_batch(c, 8, 8, 8, seed=0)
-  _, shardings = state_lib.abstract_params(
+  _, shardings = abstract_params_lib.abstract_params(
     model, mesh, partitioning.LOGICAL_AXIS_RULES["fsdp"], batch
   )
   head = shardings["score_heads_overall"]
   assert head["conv_1"]["kernel"].spec == P(None, None, "fsdp", None)  # 32 input channels
   assert head["conv_2"]["kernel"].spec == P(None, None, None, None)  # 12: replicated
-  shapes = state_lib.input_shapes(batch)
+  shapes = abstract_params_lib.input_shapes(batch)
   init = jax.jit(
-    lambda k: nn.unbox(state_lib._init_variables(model, k, shapes)["params"]),
+    lambda k: nn.unbox(abstract_params_lib.init_variables(model, k, shapes)["params"]),
     out_shardings=shardings,
   )
   params = init(jax.random.key(0))

@@ -7,7 +7,8 @@ import train_testlib
 from jax.sharding import NamedSharding
 
 from rahf_jax import models
-from rahf_jax.train import optimizer, partitioning, state
+from rahf_jax.sharding import partitioning
+from rahf_jax.train import optimizer, state
 from rahf_jax.train.synthetic_batches import make_synthetic_batch
 
 

@@ -9,7 +9,9 @@ import pytest
 import train_testlib
 
 from rahf_jax import features, models
-from rahf_jax.train import checkpointing, optimizer, partitioning, state, steps
+from rahf_jax.sharding import abstract_params as abstract_params_lib
+from rahf_jax.sharding import mesh_context, partitioning, workdir_files
+from rahf_jax.train import checkpointing, optimizer, state, steps
 from rahf_jax.train.synthetic_batches import make_synthetic_batch
 
 
@@ -56,12 +58,12 @@ def test_float32_train_step_is_the_plain_optax_step():
                      opt_state=opt_state)  # fmt: skip
     return new, aux
 
-  ref_step = steps.with_mesh_context(
-    jax.jit(plain_step, in_shardings=(shardings, steps.batch_sharding(mesh))), mesh, rules
+  ref_step = mesh_context.with_mesh_context(
+    jax.jit(plain_step, in_shardings=(shardings, mesh_context.batch_sharding(mesh))), mesh, rules
   )
   ref = jax.device_get(s)
   for b in batches:
-    batch = steps.shard_batch(b, mesh)
+    batch = mesh_context.shard_batch(b, mesh)
     ref, ref_aux = ref_step(jax.device_put(ref, shardings), batch)
     s, aux = train_step(s, batch)
     np.testing.assert_array_equal(np.asarray(aux["loss"]), np.asarray(ref_aux["loss"]))
@@ -97,7 +99,7 @@ def test_bfloat16_state_init_steps_and_checkpoints(tmp_path):
 
   train_step = _train_step(model, tx, cfg, mesh, rules, shardings)
   for b in batches:
-    s, aux = train_step(s, steps.shard_batch(b, mesh))
+    s, aux = train_step(s, mesh_context.shard_batch(b, mesh))
     assert np.isfinite(float(aux["loss"])) and np.isfinite(float(aux["grad_norm"]))
   assert int(s.step) == 2
   _equal(s.params, jax.tree.map(lambda m: m.astype(jnp.bfloat16), s.opt_state.master))
@@ -114,8 +116,8 @@ def test_bfloat16_state_init_steps_and_checkpoints(tmp_path):
   for x, a in zip(jax.tree.leaves(restored), jax.tree.leaves(abstract), strict=True):
     assert x.dtype == a.dtype and x.sharding.is_equivalent_to(a.sharding, x.ndim)
   # Inference reads the params into the model's own (fp32) abstract params.
-  abstract_params, _ = state.abstract_params(model, mesh, rules, batches[0])
-  params, step = checkpointing.restore_params(str(tmp_path), abstract_params)
+  abstract_params, _ = abstract_params_lib.abstract_params(model, mesh, rules, batches[0])
+  params, step = workdir_files.restore_params(str(tmp_path), abstract_params)
   assert step == 2
   _equal(params, jax.tree.map(lambda p: p.astype(jnp.float32), s.params))
 

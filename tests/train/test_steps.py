@@ -13,7 +13,8 @@ import pytest
 import train_testlib
 
 from rahf_jax import features, models
-from rahf_jax.train import losses, optimizer, partitioning, state, steps
+from rahf_jax.sharding import mesh_context, partitioning
+from rahf_jax.train import losses, optimizer, state, steps
 from rahf_jax.train.synthetic_batches import make_synthetic_batch
 
 NUM_STEPS = 3
@@ -57,7 +58,7 @@ def _run(setup, mesh, rules_name):
   )  # fmt: skip
   curve = []
   for b in batches:
-    s, metrics = train_step(s, steps.shard_batch(b, mesh))
+    s, metrics = train_step(s, mesh_context.shard_batch(b, mesh))
     curve.append(jax.device_get(metrics))
   return curve, jax.device_get(s), shardings
 
@@ -113,7 +114,7 @@ def test_eval_step_masks_padded_rows(setup):
     state_shardings=shardings,
   )  # fmt: skip
   weights = np.array([1, 1, 1, 1, 1, 0, 0, 0], np.float32)
-  aux, outputs = eval_step(s, steps.shard_batch(batches[1], mesh), steps.shard_batch(
+  aux, outputs = eval_step(s, mesh_context.shard_batch(batches[1], mesh), mesh_context.shard_batch(
     {"w": weights}, mesh)["w"])  # fmt: skip
   aux, outputs = jax.device_get((aux, outputs))
   assert float(aux["num_examples"]) == 5.0
@@ -126,6 +127,6 @@ def test_eval_step_masks_padded_rows(setup):
   for key in ("loss", "heatmap_loss", "score_loss", "text_loss"):
     np.testing.assert_allclose(aux[key], float(ref[key]), rtol=1e-5, err_msg=key)
   # Deterministic: the same call gives the same numbers.
-  aux2, _ = eval_step(s, steps.shard_batch(batches[1], mesh), steps.shard_batch(
+  aux2, _ = eval_step(s, mesh_context.shard_batch(batches[1], mesh), mesh_context.shard_batch(
     {"w": weights}, mesh)["w"])  # fmt: skip
   np.testing.assert_array_equal(float(aux2["loss"]), float(aux["loss"]))

@@ -28,9 +28,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from rahf_jax.inference.predictor import InferenceSetup
 from rahf_jax.models import reproduction_weights, state_dicts, weights
-from rahf_jax.train import checkpointing
+from rahf_jax.sharding import workdir_files
+from rahf_jax.sharding.abstract_params import model_and_abstract_params
 from rahf_jax.train.default_train_config import train_config_defaults
 
 # Prompts of Pick-a-Pic fit in 128 T5 tokens but for a handful (the reproduction truncates at
@@ -90,23 +90,20 @@ def convert_reproduction(
   t_read = time.perf_counter() - t0
   config = reproduction_config(sd, vit_num_heads)
   # The abstract params every restore targets (the same function the Predictor uses).
-  setup = InferenceSetup.from_config(config)
-  model_config = setup.model_config
+  model_config, _, _, _, abstract = model_and_abstract_params(config)
   entries = reproduction_weights.rahf_entries(sd, model_config)
   # Each leaf becomes a (host) jax array as soon as it is mapped, and its numpy copy is freed:
   # the state dict (memory-mapped) plus one copy of the params is the peak.
-  params = weights.fill_params(
-    setup.abstract_params, entries, f"RAHF checkpoint {checkpoint!r}", place=_to_jax
-  )
+  params = weights.fill_params(abstract, entries, f"RAHF checkpoint {checkpoint!r}", place=_to_jax)
   n_source = len(sd)
   del sd, entries  # unmaps the state dict before orbax stages its own copy for writing
   gc.collect()
   n_params = int(sum(np.prod(x.shape) for x in jax.tree.leaves(params)))
   t_map = time.perf_counter() - t0 - t_read
   os.makedirs(out_dir, exist_ok=True)
-  checkpointing.save_config(config, out_dir)
+  workdir_files.save_config(config, out_dir)
   shutil.copyfile(spiece_model, os.path.join(out_dir, "spiece.model"))
-  checkpointing.save_params(out_dir, params, step=0, meta={"converted_from": checkpoint})
+  workdir_files.save_params(out_dir, params, step=0, meta={"converted_from": checkpoint})
   summary = {
     "source": os.path.abspath(checkpoint),
     "source_bytes": os.path.getsize(checkpoint) if os.path.isfile(checkpoint) else None,
