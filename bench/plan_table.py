@@ -74,11 +74,13 @@ def table(out: str) -> str:
     for s in plan["steps"]:
       cap = s["capacity_bytes"]
       fits = "-" if cap is None else ("yes" if s["total_bytes"] <= cap else "**no**")
+      if s.get("out_of_memory"):  # the compiler refused it; total: what it needed at least
+        fits = "**no** (XLA:TPU refused)"
       rows.append([
         f"{c['model']['size'].split('_')[0]} {c['model']['variant']}", plan["topology"],
         c["logical_rules"], f"{mesh['data']}x{mesh['fsdp']}x{mesh['model']}",
         str(c.get("num_microbatches", 1)), "-" if remat == "none/none" else remat, s["step"],
-        str(s["batch"]), fits, f"{s['total_bytes'] / GIB:.2f}",
+        str(s["batch"]), fits, "-" if s["total_bytes"] is None else f"{s['total_bytes'] / GIB:.2f}",
         "-" if cap is None else f"{cap / GIB:.0f}",
         "-" if s["executed_over_model"] is None else f"{s['executed_over_model']:.2f}",
         "-" if s["examples_per_s"] is None else f"{s['examples_per_s']:.0f}",

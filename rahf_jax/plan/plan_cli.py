@@ -71,7 +71,7 @@ def run_plan(
     if save_executables:
       from jax.experimental import serialize_executable  # noqa: PLC0415
 
-      for step in compiled:
+      for step in (s for s in compiled if s.compiled is not None):
         with open(os.path.join(out, f"{step.name}.executable"), "wb") as f:
           pickle.dump(serialize_executable.serialize(step.compiled), f)
     print(f"wrote {out}/plan.json" + (" and the executables" if save_executables else ""))

@@ -38,11 +38,12 @@ class CompiledStep:
 
   name: str
   batch_size: int
-  compiled: Any  # jax.stages.Compiled
+  compiled: Any  # jax.stages.Compiled; None when the compiler ran out of the device's memory
   lower_s: float
   compile_s: float
   model_flops: float  # analytic FLOPs of one call on the whole batch
   loop_scale: dict | None = None  # {"flops", "bytes accessed"}: count factors for the loop
+  out_of_memory: str | None = None  # the compiler's message when it refused the step for memory
 
 
 def _abstract_batch(example: dict, batch_size: int, sharding) -> dict:
@@ -125,12 +126,18 @@ def compile_steps(config, devices, names=STEPS):
     lowered = _lower(setup, step, args)
     lower_s = time.perf_counter() - start
     start = time.perf_counter()
-    compiled = lowered.compile()
+    out_of_memory = None
+    try:
+      compiled = lowered.compile()
+    except Exception as e:  # noqa: BLE001 - XLA:TPU refuses a program that overflows HBM
+      if "RESOURCE_EXHAUSTED" not in str(e):
+        raise
+      compiled, out_of_memory = None, str(e).strip().splitlines()[0]
     compile_s = time.perf_counter() - start
     scale = None
-    if name == "train" and int(config.get("num_microbatches", 1)) > 1:
+    if compiled is not None and name == "train" and int(config.get("num_microbatches", 1)) > 1:
       scale = _loop_scale(config)
     compiled_steps.append(
-      CompiledStep(name, batch_size, compiled, lower_s, compile_s, flops, scale)
+      CompiledStep(name, batch_size, compiled, lower_s, compile_s, flops, scale, out_of_memory)
     )
   return setup, compiled_steps

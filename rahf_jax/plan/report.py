@@ -15,6 +15,7 @@ A microbatched step's FLOPs and bytes are XLA's counts times its loop scale
 (rahf_jax.plan.programs), since XLA counts a loop's body once.
 """
 
+import re
 from typing import Any
 
 from rahf_jax.plan.collectives import COLLECTIVES, parse_collectives
@@ -29,8 +30,36 @@ def _cost(compiled) -> dict[str, float]:
   return dict(analysis or {})
 
 
+# XLA:TPU's refusal: "... the total memory required for HLO temporaries (15.81G) exceeds
+# available HBM (15.75G)." (GiB, as XLA prints sizes).
+_OUT_OF_MEMORY = re.compile(
+  r"required for (.+?) \(([\d.]+)([KMGT])\) exceeds available HBM \(([\d.]+)([KMGT])\)"
+)
+_UNITS = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def _out_of_memory_row(step: CompiledStep, target: Target) -> dict[str, Any]:
+  """A step the compiler refused: what it needed (at least) against what it could use."""
+  row = {
+    "step": step.name, "batch": step.batch_size, "devices": len(target.devices),
+    "chips": target.num_chips, "out_of_memory": step.out_of_memory,
+    "capacity_bytes": target.device_hbm_bytes, "total_bytes": None, "memory_bytes": None,
+    "flops_per_device": None, "executed_over_model": None, "estimate_s": None,
+    "examples_per_s": None, "mfu": None, "xla_optimal_s": None, "collectives": {},
+    "lower_s": step.lower_s, "compile_s": step.compile_s, "model_flops": step.model_flops,
+  }  # fmt: skip
+  m = _OUT_OF_MEMORY.search(step.out_of_memory or "")
+  if m:
+    row["oom_what"] = m.group(1)
+    row["total_bytes"] = float(m.group(2)) * _UNITS[m.group(3)]
+    row["xla_available_bytes"] = float(m.group(4)) * _UNITS[m.group(5)]
+  return row
+
+
 def step_row(step: CompiledStep, target: Target) -> dict[str, Any]:
   """The figures of one compiled step on `target` (a JSON-able dict)."""
+  if step.compiled is None:
+    return _out_of_memory_row(step, target)
   n = len(target.devices)
   mem = step.compiled.memory_analysis()
   memory = {
@@ -93,6 +122,8 @@ def _roofline(row: dict, target: Target) -> dict[str, Any]:
 
 def fits(row: dict) -> bool | None:
   """Whether the step fits the device's HBM (None where the capacity is unknown)."""
+  if row.get("out_of_memory"):
+    return False
   capacity = row["capacity_bytes"]
   return None if capacity is None else row["total_bytes"] <= capacity
 
@@ -106,6 +137,17 @@ def overshoot_line(row: dict, target: Target) -> str:
     "eval": "a smaller --config.eval_batch_size or more chips",
     "score": "a smaller --config.eval_batch_size or more chips",
   }[row["step"]]
+  if row.get("out_of_memory"):
+    if row["total_bytes"] is None:
+      return (
+        f"the {row['step']} step does not fit {target.name}: {row['out_of_memory']}; try {hint}."
+      )
+    need, avail = row["total_bytes"] / GIB, row["xla_available_bytes"] / GIB
+    return (
+      f"the {row['step']} step does not fit {target.name}: XLA:TPU needs {need:.2f} GiB per "
+      f"device for {row['oom_what']} alone, over the {avail:.2f} GiB it can use "
+      f"({need - avail:.2f} GiB over); try {hint}."
+    )
   return (
     f"the {row['step']} step does not fit {target.name}: {row['total_bytes'] / GIB:.2f} GiB per "
     f"device against {row['capacity_bytes'] / GIB:.2f} GiB of HBM ({over:.2f} GiB over); "
@@ -119,6 +161,11 @@ def _gib(b) -> str:
 
 def format_row(row: dict, target: Target) -> str:
   """A human-readable block for one step."""
+  if row.get("out_of_memory"):
+    return (
+      f"{row['step']} step, batch {row['batch']} on {row['devices']} devices: DOES NOT FIT, "
+      f"the compiler refused it after {row['compile_s']:.0f} s:\n  {row['out_of_memory']}"
+    )
   m = row["memory_bytes"]
   cap = row["capacity_bytes"]
   fit = fits(row)

@@ -38,6 +38,7 @@ def planned(tmp_path_factory):
     return out, proc.stdout, json.load(f)
 
 
+@pytest.mark.slow
 def test_report_and_plan_json(planned):
   _, stdout, plan = planned
   assert stdout.splitlines()[0].startswith("rahf-jax plan: tiny, multihead, batch 16 (eval 8)")
@@ -54,6 +55,7 @@ def test_report_and_plan_json(planned):
     assert 0.8 < row["executed_over_model"] < 1.3, (name, row["executed_over_model"])
 
 
+@pytest.mark.slow
 def test_saved_train_executable_runs_the_train_step(planned):
   """The executable plan wrote is the train step: a run given it as config.compiled_train_step
   loads it without compiling, and it gives the compiled step's result on a real state and batch."""

@@ -95,3 +95,18 @@ def test_cpu_target_has_no_capacity_and_no_estimate():
   assert row["estimate_s"] is None and row["mfu"] is None
   text = report.format_row(row, Target("cpu:4", tuple(range(4)), None))
   assert "CPU devices" in text and "estimate" not in text
+
+
+def test_a_step_the_compiler_refused_does_not_fit_and_says_by_how_much():
+  message = (
+    "RESOURCE_EXHAUSTED: Ran out of memory on HBM, the total memory required for HLO "
+    "temporaries (15.81G) exceeds available HBM (15.75G)."
+  )
+  step = CompiledStep("train", 256, None, 1.0, 352.0, 1e15, out_of_memory=message)
+  row = report.step_row(step, _v5e(64))
+  assert report.fits(row) is False
+  assert row["total_bytes"] == pytest.approx(15.81 * GIB)
+  line = report.overshoot_line(row, _v5e(64))
+  assert line.startswith("the train step does not fit v5e:64: XLA:TPU needs 15.81 GiB per device")
+  assert "for HLO temporaries alone, over the 15.75 GiB it can use (0.06 GiB over)" in line
+  assert "DOES NOT FIT" in report.format_row(row, _v5e(64))
