@@ -23,6 +23,15 @@ Runs (the data is the TFDS `richhf18k` build; `make data` makes a synthetic one 
   rahf-jax train --config configs/rahf.py:L16_t5base_384,multihead --workdir $WORKDIR \
       --config.data.data_dir=$TFDS_DATA_DIR
 
+Before a pod run, compile its steps for the slice without one (`rahf-jax plan`, libtpu's
+compile-only TPU client on any machine): HBM per chip against the chip's, FLOPs, a roofline
+estimate and collectives, and exit status 1 with one line when a step does not fit:
+
+  rahf-jax plan --config configs/rahf.py:L16_t5base_384,multihead --topology v5e:8x8 \
+      --config.num_microbatches=2
+  # v5e chips have 16 GiB: at the paper's batch 256 on 64 of them the L16 train step needs
+  # 11.7 GiB per chip with two microbatches (bench/RESULTS.md, "TPU plans").
+
 Pretrained starts (config.init; Hugging Face folders downloaded by hand, e.g. with
 `huggingface-cli download google/vit-base-patch16-384 --local-dir $HF/vit-base-patch16-384`):
 
