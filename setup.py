@@ -38,6 +38,8 @@ INSTALL_REQUIRES = [
   "safetensors==0.8.0",
   # `rahf-jax serve`, the HTTP reward server (its client needs only the standard library).
   "aiohttp==3.14.5",
+  # The repair loop's default inpainter (cv2.inpaint); the headless build needs no GUI libraries.
+  "opencv-python-headless==5.1.0.95",
 ]
 
 # PyTorch state dicts (.pt / .bin, e.g. the PyTorch RAHF reproduction's checkpoint) are read with

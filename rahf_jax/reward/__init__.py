@@ -8,14 +8,18 @@
   reward = scorer.reward_fn()          # pure JAX: (params, images [B,H,W,3] in [0,1], ids) -> [B]
   dense = scorer.reward_fn(dense=True) # ... -> [B, H, W]: R * (1 - implausibility heatmap)
   mask = inpainting_mask(results[0].implausibility_heatmap)
+  fixed = repair(image, "a red cube", scorer)  # inpaint what it marks while plausibility rises
 
 Modules: `scorer` (bucketed batch scoring on top of rahf_jax.inference.predictor), `score_result`
 (the typed result, misaligned prompt words), `image_inputs` (any image -> uint8 RGB), `ranking`
 (weighted mixes of the scores, rank, best-of-n), `differentiable` (`reward_fn`, scalar or dense),
-`inpainting` (`inpainting_mask`); the `rahf-jax score` command: `score_cli` (flags, the run),
-`score_rows` (manifest / image folder -> rows), `results_file` (resumable JSONL), `gallery`
-(static HTML); the `rahf-jax serve` reward server: `server` (aiohttp app), `server_io` (wire
-format), `server_batching` (queue, dynamic batching), `serve_cli` (flags), and `client`.
+`inpainting` (`inpainting_mask`), `repair_loop` (`repair`, the heatmap-guided inpainting loop,
+OpenCV's inpainter by default); `synthetic_truth` and `applications` (best-of-n and repair measured
+against the synthetic generator's truth, `rahf-jax demo --applications`; they import the data
+layer); the `rahf-jax score` command: `score_cli` (flags, the run), `score_rows` (manifest /
+image folder -> rows), `results_file` (resumable JSONL), `gallery` (static HTML); the
+`rahf-jax serve` reward server: `server` (aiohttp app), `server_io` (wire format),
+`server_batching` (queue, dynamic batching), `serve_cli` (flags), and `client`.
 
 Names are imported on first use, so `import rahf_jax.reward` (and the CLI) stays light.
 """
@@ -35,6 +39,10 @@ _EXPORTS = {
   "augmented_prefix_ids": "differentiable",
   "dense_reward_map": "differentiable",
   "inpainting_mask": "inpainting",
+  "repair": "repair_loop",
+  "repair_many": "repair_loop",
+  "RepairResult": "repair_loop",
+  "opencv_inpainter": "repair_loop",
 }
 
 __all__ = sorted(_EXPORTS)
