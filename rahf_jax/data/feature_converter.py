@@ -19,6 +19,14 @@ are invalid, and on every non-words example of the augmented variant).
 Image and heatmap sizes are whatever the task produced; `get_model_feature_lengths` reports
 them once a dataset has been converted, or from the `image_size`/`heatmap_size` arguments.
 Packing is not supported (one image per example).
+
+Copy plan (`copy_plan=True`, the t5x adapter's constrained decoding): the task's examples also
+carry `copy_ids` (int32 [n], the prompt's words' tokens then EOS) and `copy_can_mark` (int32
+[n], 1 where the `_0` mark may precede copy_ids[j]), as rahf_jax.t5x.tasks adds them (from
+rahf_jax.inference.prompt_copy.copy_plan). They are fitted to the target length Lt as
+`copy_plan(prompts, tokenizer, Lt)` fits them (a longer plan keeps Lt - 1 tokens and EOS, the
+marks' places up to Lt; PAD and 0 after) and emitted as the model features copy_ids [Lt] and
+can_mark [Lt] (int32).
 """
 
 from collections.abc import Mapping
@@ -29,6 +37,12 @@ import tensorflow as tf
 from rahf_jax import features as F
 
 FeatureSpec = seqio.FeatureConverter.FeatureSpec
+
+COPY_PLAN_TASK_FEATURES = ("copy_ids", "copy_can_mark")
+COPY_PLAN_MODEL_FEATURES = {
+  "copy_ids": FeatureSpec(dtype=tf.int32),
+  "can_mark": FeatureSpec(dtype=tf.int32),
+}
 
 _TOKEN_MODEL_FEATURES = {
   "prompt_ids": FeatureSpec(dtype=tf.int32),
@@ -62,7 +76,9 @@ class RAHFFeatureConverter(seqio.FeatureConverter):
     passthrough_features: Mapping[str, FeatureSpec] | None = None,
     image_size: int | None = None,
     heatmap_size: int | None = None,
+    copy_plan: bool = False,
   ):
+    """`copy_plan`: also emit the copy plan's copy_ids and can_mark (module docstring)."""
     if pack:
       raise ValueError(
         f"{type(self).__name__} does not support packing (one image per example); "
@@ -79,6 +95,9 @@ class RAHFFeatureConverter(seqio.FeatureConverter):
     )
     self._image_size = image_size
     self._heatmap_size = heatmap_size
+    self._copy_plan = bool(copy_plan)
+    if self._copy_plan:
+      self.MODEL_FEATURES = {**type(self).MODEL_FEATURES, **COPY_PLAN_MODEL_FEATURES}
 
   def _check_dense_features(self, ds: tf.data.Dataset) -> None:
     """Checks the non-token task features and records the image/heatmap sizes."""
@@ -89,6 +108,13 @@ class RAHFFeatureConverter(seqio.FeatureConverter):
       raise ValueError(
         f"{type(self).__name__}: the task output lacks {missing}; use a {self.VARIANT} "
         "RAHF task from rahf_jax.data.tasks (or the matching converter for the variant)."
+      )
+    missing = [k for k in COPY_PLAN_TASK_FEATURES if self._copy_plan and k not in spec]
+    if missing:
+      raise ValueError(
+        f"{type(self).__name__}(copy_plan=True): the task output lacks the copy plan {missing}; "
+        "use a task of rahf_jax.t5x.tasks (they carry it), or free decoding "
+        "(RAHFModel.decoding = 'free')."
       )
     image_size = spec["image"].shape[0]
     heatmap_key = next(k for k in self._DENSE_FEATURES if k.startswith("heatmap"))
@@ -128,7 +154,16 @@ class RAHFFeatureConverter(seqio.FeatureConverter):
     """Pads/trims the token features and maps task features to model features."""
     self._check_dense_features(ds)
     ds = seqio.utils.trim_and_pad_dataset(ds, task_feature_lengths)
-    return ds.map(self._convert_example, num_parallel_calls=tf.data.AUTOTUNE)
+    if not self._copy_plan:
+      return ds.map(self._convert_example, num_parallel_calls=tf.data.AUTOTUNE)
+    length = task_feature_lengths["targets"]
+
+    def convert(ex):
+      out = self._convert_example(ex)
+      out["copy_ids"], out["can_mark"] = fit_copy_plan(ex["copy_ids"], ex["copy_can_mark"], length)
+      return out
+
+    return ds.map(convert, num_parallel_calls=tf.data.AUTOTUNE)
 
   def get_model_feature_lengths(self, task_feature_lengths: Mapping[str, int]) -> dict[str, int]:
     """Model feature lengths: token lengths from the task lengths, image/heatmap sizes."""
@@ -150,7 +185,23 @@ class RAHFFeatureConverter(seqio.FeatureConverter):
       lengths[k] = self._heatmap_size if k.startswith("heatmap") else 1
     for k in self._passthrough_features:
       lengths[k] = task_feature_lengths[k]
+    if self._copy_plan:
+      lengths.update({k: lt for k in COPY_PLAN_MODEL_FEATURES})
     return lengths
+
+
+def fit_copy_plan(copy_ids: tf.Tensor, can_mark: tf.Tensor, length: int
+                  ) -> tuple[tf.Tensor, tf.Tensor]:  # fmt: skip
+  """A copy plan (copy_ids, can_mark: [n]) fitted to `length`: int32 [length] each. A plan longer
+  than `length` keeps length - 1 tokens then EOS (copy_plan's truncation) and can_mark's first
+  `length` places; PAD / 0 after."""
+  ids = tf.cast(copy_ids, tf.int32)
+  can_mark = tf.cast(can_mark, tf.int32)[:length]
+  truncated = tf.concat([ids[: length - 1], tf.constant([F.EOS_ID], tf.int32)], axis=0)
+  ids = tf.cond(tf.size(ids) > length, lambda: truncated, lambda: ids)
+  ids = tf.pad(ids, [[0, length - tf.size(ids)]], constant_values=F.PAD_ID)
+  can_mark = tf.pad(can_mark, [[0, length - tf.size(can_mark)]])
+  return tf.ensure_shape(ids, (length,)), tf.ensure_shape(can_mark, (length,))
 
 
 class MultiHeadFeatureConverter(RAHFFeatureConverter):

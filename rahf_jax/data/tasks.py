@@ -121,6 +121,7 @@ def register_tasks(
   metric_fns: Sequence[Callable] = (),
   postprocess_fn: Callable | None = None,
   source: seqio.DataSource | None = None,
+  extra_preprocessors: Sequence[Callable] = (),
 ) -> dict[str, str]:
   """Registers the multi-head and augmented-prompt tasks; returns {variant: task name}.
 
@@ -138,6 +139,8 @@ def register_tasks(
       metric_fns (seqio passes it example=... and is_target=...).
     source: another seqio data source with richhf18k's features and splits (default: the
       TFDS dataset in data_dir).
+    extra_preprocessors: seqio preprocessors run after tokenisation and EOS (e.g. the t5x
+      tasks' copy plan, rahf_jax.t5x.tasks.add_copy_plan).
   """
   if image_size <= 0 or heatmap_size <= 0:
     raise ValueError(
@@ -171,6 +174,7 @@ def register_tasks(
       preprocessors=[
         load_vocabularies,
         *make_preprocessors(image_size=image_size, heatmap_size=heatmap_size),
+        *extra_preprocessors,
       ],
       output_features=output_features,
       metric_fns=list(metric_fns),

@@ -14,7 +14,17 @@ $RAHF_DATA_DIR (TFDS's default when unset), and with
   metric_fns     = [rahf_jax.evaluation.seqio_metrics.seqio_metric_fn]     (decoded prompt + aux
                    scores/heatmaps -> the paper's metrics, rahf_jax.evaluation.seqio_metrics)
 
-so t5x finds them the usual way: --gin.MIXTURE_OR_TASK_MODULE="'rahf_jax.t5x.tasks'"
+and the copy plan of constrained decoding as two more task features (`add_copy_plan`):
+
+  copy_ids       int32 [n]  the prompt's words' tokens, then EOS
+  copy_can_mark  int32 [n]  1 where the `_0` mark may precede copy_ids[j] (after a word)
+
+built by rahf_jax.inference.prompt_copy.copy_plan from the prompt the model reads (its encoder
+ids decoded, an augmented prompt's type prefix removed), as the native Predictor builds it when
+it evaluates a batch. The adapter's converter (rahf_jax.data.feature_converter, copy_plan=True)
+fits them to the target length as the model features copy_ids and can_mark.
+
+So t5x finds them the usual way: --gin.MIXTURE_OR_TASK_MODULE="'rahf_jax.t5x.tasks'"
 --gin.MIXTURE_OR_TASK_NAME="'richhf18k_multihead_tiny_demo_t5x'". Nothing is read at import.
 
 `rahf_task(...)` registers (again) the task of a training config or of explicit arguments,
@@ -29,11 +39,14 @@ Needs SeqIO (not t5x).
 
 import logging
 
+import numpy as np
+import tensorflow as tf
+
 from rahf_jax import features
 from rahf_jax.data import tasks as data_tasks
 from rahf_jax.data import vocab as data_vocab
 from rahf_jax.evaluation import seqio_metrics
-from rahf_jax.inference import postprocess
+from rahf_jax.inference import postprocess, prompt_copy
 from rahf_jax.models import MODEL_SIZES, get_model_config
 from rahf_jax.t5x import run_settings
 
@@ -54,12 +67,39 @@ def default_vocabulary(size: str) -> str:
   return max(fits)[1]
 
 
+def example_copy_plan(input_ids: np.ndarray, tokenizer) -> tuple[np.ndarray, np.ndarray]:
+  """(copy_ids, can_mark) int32 [n] of one example's encoder ids: prompt_copy.copy_plan of the
+  prompt they encode (prompt_copy.prompts_from_ids), up to and with its EOS."""
+  (prompt,) = prompt_copy.prompts_from_ids(np.asarray(input_ids)[None], tokenizer)
+  # Each token is at least one character or a word's boundary piece: 2 * chars + 1 always fits.
+  plan = prompt_copy.copy_plan([prompt], tokenizer, 2 * len(prompt) + 2)
+  n = int(np.flatnonzero(plan.copy_ids[0] == features.EOS_ID)[0]) + 1
+  return plan.copy_ids[0, :n], plan.can_mark[0, :n].astype(np.int32)
+
+
+def add_copy_plan(dataset: tf.data.Dataset, output_features) -> tf.data.Dataset:
+  """SeqIO preprocessor (after tokenisation): adds each example's copy_ids and copy_can_mark
+  (`example_copy_plan` of its "inputs", with the targets' vocabulary)."""
+  vocabulary = output_features["targets"].vocabulary
+
+  def plan(input_ids):
+    return example_copy_plan(input_ids, vocabulary.tokenizer)
+
+  def add(ex):
+    ids, can_mark = tf.numpy_function(plan, [ex["inputs"]], (tf.int32, tf.int32), stateful=False)
+    return {**ex, "copy_ids": tf.ensure_shape(ids, [None]),
+            "copy_can_mark": tf.ensure_shape(can_mark, [None])}  # fmt: skip
+
+  return dataset.map(add, num_parallel_calls=tf.data.AUTOTUNE)
+
+
 def rahf_task(
   variant: str | None = None,
   size: str | None = None,
   vocabulary: str | None = None,
   data_dir: str | None = None,
   run_config=None,
+  copy_plan: bool = True,
 ) -> str:
   """Registers the t5x task for `variant` at model `size`'s resolutions; returns its name.
 
@@ -73,6 +113,7 @@ def rahf_task(
       $RAHF_DATA_DIR, else TFDS's default).
     run_config: a native training config (rahf_jax.t5x.run_settings.run_config); its model
       overrides (e.g. image_size) size the task as the native trainer's.
+    copy_plan: add the copy plan's task features (`add_copy_plan`).
   """
   if run_config is not None:
     config = run_settings.model_config(run_config)
@@ -96,6 +137,7 @@ def rahf_task(
     suffix=f"_{size}_{name}{SUFFIX}",
     metric_fns=[seqio_metrics.seqio_metric_fn],
     postprocess_fn=postprocess.seqio_postprocess_fn,
+    extra_preprocessors=[add_copy_plan] if copy_plan else [],
   )
 
 
