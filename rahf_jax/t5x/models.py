@@ -2,7 +2,8 @@
 
 Nothing here computes anything of its own: the loss is the native train step's
 (`rahf_jax.t5x.run_settings.loss_fn`, i.e. `rahf_jax.train.forward.forward_and_losses`),
-decoding is `rahf_jax.models.greedy_decode`, the output structure is
+decoding is the native Predictor's (`rahf_jax.models.constrained_decode` by default,
+`rahf_jax.models.greedy_decode` with decoding='free'), the output structure is
 `rahf_jax.inference.postprocess.output_arrays`, and the batch is what the data layer's
 feature converter (`rahf_jax.data.feature_converter`) emits. This module only translates
 between those and t5x's calling conventions (params + `params_axes`, clu metrics, aux dicts).
@@ -16,6 +17,21 @@ gin (see configs/t5x/models/*.gin):
     num_train_steps = %TRAIN_STEPS
     dropout_rate = %DROPOUT_RATE
     model_overrides = %MODEL_OVERRIDES
+    decoding = %DECODING              # 'constrained' (default) | 'free'
+    mark_bias = %MARK_BIAS            # rahf_jax.t5x.run_settings.mark_bias: MARK_BIAS_RECORD
+
+Decoding the misaligned words:
+
+  'constrained'  as the native Predictor: the decoder copies the prompt's words and only chooses
+                 where the `_0` marks go (rahf_jax.models.constrained_decode), writing one after a
+                 word where its logit of the mark plus `mark_bias` beats the next copied token.
+                 The copy plan comes in the batch (copy_ids, can_mark: the t5x tasks' features,
+                 rahf_jax.t5x.tasks.add_copy_plan, fitted by the feature converter), so the
+                 FEATURE_CONVERTER_CLS asks for it. `mark_bias` is the bias `rahf-jax calibrate`
+                 chose for the parameters evaluated (MARK_BIAS, or MARK_BIAS_RECORD = the native
+                 workdir or its mark_bias.json); 0 marks too few words (the decoder is trained on
+                 prompts in which most words are unmarked).
+  'free'         greedy decoding over the whole vocabulary; may write words not in the prompt.
 """
 
 import functools
@@ -32,12 +48,14 @@ from t5x import models as t5x_models
 
 from rahf_jax.data import feature_converter
 from rahf_jax.data import vocab as data_vocab
-from rahf_jax.inference import postprocess
-from rahf_jax.models import build_model, greedy_decode
+from rahf_jax.inference import postprocess, prompt_copy
+from rahf_jax.inference.tokenizer import load_tokenizer
+from rahf_jax.models import build_model, constrained_decode, greedy_decode
 from rahf_jax.t5x import run_settings
 from rahf_jax.train import forward
 
 _INT_FEATURES = ("prompt_ids", "decoder_input_ids", "decoder_target_ids", "output_type")
+DECODINGS = ("constrained", "free")
 
 
 def split_params_and_axes(variables: Mapping[str, Any]) -> dict[str, Any]:
@@ -68,6 +86,8 @@ class RAHFModel(t5x_models.BaseModel):
     num_train_steps: int | None = None,
     dropout_rate: float | None = None,
     model_overrides: Mapping[str, Any] | None = None,
+    decoding: str = "constrained",
+    mark_bias: float = 0.0,
   ):
     """Builds the network, loss weights and vocabulary of a training config.
 
@@ -81,7 +101,14 @@ class RAHFModel(t5x_models.BaseModel):
         config's.
       model_overrides: MODEL_OVERRIDES, dotted model-config keys ({"t5.num_heads": 8}) merged
         into the config's model overrides.
+      decoding: DECODING, "constrained" (the copy plan in the batch) or "free" (module
+        docstring).
+      mark_bias: MARK_BIAS, constrained decoding's bias of the `_0` mark's logit.
     """
+    if decoding not in DECODINGS:
+      raise ValueError(f"DECODING {decoding!r} unknown; use one of {DECODINGS}.")
+    self.decoding = decoding
+    self.mark_bias = float(mark_bias)
     self.train_config = run_settings.train_config(
       run_config,
       num_train_steps=num_train_steps,
@@ -98,7 +125,9 @@ class RAHFModel(t5x_models.BaseModel):
       feature_converter.CONVERTERS[self.variant],
       image_size=self.config.image_size,
       heatmap_size=self.config.heatmap_size,
+      copy_plan=decoding == "constrained",
     )
+    self._mark_ids = None
     super().__init__(optimizer_def=optimizer_def)
 
   @property
@@ -128,8 +157,34 @@ class RAHFModel(t5x_models.BaseModel):
     metrics["num_tokens"] = clu_metrics.Average.from_model_output(terms["num_tokens"])
     return loss, metrics
 
+  @property
+  def mark_ids(self) -> list[int]:
+    """The `_0` mark's tokens in the vocabulary (prompt_copy.mark_tokens), as the plan's."""
+    if self._mark_ids is None:
+      self._mark_ids = prompt_copy.mark_tokens(load_tokenizer(self._vocabulary_name))
+    return self._mark_ids
+
+  def decode(self, params, batch):
+    """The `_0`-marked prompt ids int32 [B, Lt] (Lt: the decoder inputs' length), decoded as
+    `self.decoding` says (module docstring)."""
+    variables = {"params": params}
+    image, prompt_ids = batch["image"], batch["prompt_ids"]
+    if self.decoding == "free":
+      max_length = batch["decoder_input_ids"].shape[1]
+      return greedy_decode(self.module, variables, image, prompt_ids, max_length=max_length)
+    missing = [k for k in ("copy_ids", "can_mark") if k not in batch]
+    if missing:
+      raise ValueError(
+        f"constrained decoding needs the copy plan, but the batch lacks {missing}: use a task of "
+        "rahf_jax.t5x.tasks with this model's FEATURE_CONVERTER_CLS, or DECODING = 'free'."
+      )
+    return constrained_decode(
+      self.module, variables, image, prompt_ids, batch["copy_ids"], batch["can_mark"],
+      self.mark_ids, self.mark_bias,
+    )  # fmt: skip
+
   def predict_batch_with_aux(self, params, batch, rng=None, **kwargs):
-    """Greedy `_0`-marked prompt ids [B, Lt] and aux arrays (scores, heatmaps)."""
+    """The `_0`-marked prompt ids [B, Lt] (`decode`) and aux arrays (scores, heatmaps)."""
     del rng, kwargs
     heads = self.module.apply(
       {"params": params},
@@ -137,13 +192,7 @@ class RAHFModel(t5x_models.BaseModel):
       batch["prompt_ids"],
       method=self.module.predict_heads,
     )
-    ids = greedy_decode(
-      self.module,
-      {"params": params},
-      batch["image"],
-      batch["prompt_ids"],
-      max_length=batch["decoder_input_ids"].shape[1],
-    )
+    ids = self.decode(params, batch)
     aux = postprocess.output_arrays(heads, self.variant, batch.get("output_type"))
     return ids, aux
 

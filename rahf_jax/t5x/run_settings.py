@@ -25,12 +25,17 @@ MODEL_OVERRIDES are written back into the config the model and optimizer are bui
 `with_pretrained` applies the config's pretrained starts (config.init, as
 rahf_jax/train/init_weights.py) inside t5x's initialisation of a fresh train state.
 
+`mark_bias` is the adapter's MARK_BIAS (constrained decoding's bias of the `_0` mark): a number,
+or the one `rahf-jax calibrate` recorded in a native workdir's mark_bias.json
+(MARK_BIAS_RECORD), else 0.
+
 `loss_fn` is the loss the adapter (rahf_jax.t5x.models.RAHFModel) trains on: the network's
 forward pass and rahf_jax.train.losses.compute_losses, as in the native train step.
 """
 
 import copy
 import importlib.util
+import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -40,6 +45,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from rahf_jax.inference import mark_bias as mark_bias_lib
 from rahf_jax.models import build_model_from_config, get_model_config
 from rahf_jax.sharding import workdir_files
 from rahf_jax.train import forward, losses
@@ -224,6 +230,46 @@ def keep_checkpoints(run_config: ml_collections.ConfigDict) -> int:
 def vocabulary(run_config: ml_collections.ConfigDict) -> str:
   """The SentencePiece vocabulary name or path: config.data.vocabulary."""
   return str(run_config.data.vocabulary)
+
+
+def read_mark_bias_record(record: str) -> dict:
+  """The mark-bias record `rahf-jax calibrate` wrote: `record` is its mark_bias.json or the
+  native workdir holding it (rahf_jax.inference.mark_bias)."""
+  path = mark_bias_lib.mark_bias_path(record) if os.path.isdir(record) else record
+  try:
+    with open(path, encoding="utf-8") as f:
+      out = json.load(f)
+    float(out["mark_bias"])
+  except FileNotFoundError as e:
+    raise FileNotFoundError(
+      f"MARK_BIAS_RECORD: {path} not found; give a native workdir that `rahf-jax calibrate` "
+      "ran on (or its mark_bias.json), or set MARK_BIAS to a number."
+    ) from e
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    raise ValueError(f"MARK_BIAS_RECORD: {path} is not a mark-bias record ({e}).") from e
+  return out
+
+
+def mark_bias(value: float | None = None, record: str | None = None) -> float:
+  """MARK_BIAS: constrained decoding's bias of the `_0` mark's logit (RAHFModel.mark_bias).
+
+  `value` when given; else the bias recorded in `record` (MARK_BIAS_RECORD: a native workdir,
+  or its mark_bias.json) by `rahf-jax calibrate`; else 0. The record names the parameters it was
+  chosen for (step and params digest); a t5x run restores its checkpoint only after the model is
+  built, so that match is not checked here: use the record of the parameters the checkpoint holds
+  (`params_digest` of its params, rahf_jax.inference.mark_bias, equals the record's).
+  """
+  if value is not None:
+    return float(value)
+  if not record:
+    return 0.0
+  out = read_mark_bias_record(record)
+  logging.info(
+    "MARK_BIAS %.2f from %s (chosen on %s for the %s checkpoint of step %s, params digest %s)",
+    float(out["mark_bias"]), record, out.get("split"), out.get("checkpoint", {}).get("kind"),
+    out.get("checkpoint", {}).get("step"), out.get("checkpoint", {}).get("params_digest"),
+  )  # fmt: skip
+  return float(out["mark_bias"])
 
 
 def loss_weights(run_config: ml_collections.ConfigDict) -> dict[str, float]:

@@ -10,6 +10,7 @@ adapt them) and from numpy; the sharded checks run t5x's PjitPartitioner on the 
 devices of tests/conftest.py with the logical rules declared in configs/t5x/models/rahf.gin.
 """
 
+import copy
 import glob
 import importlib.util
 import json
@@ -38,8 +39,9 @@ from t5x import train_state as train_state_lib  # noqa: E402
 from t5x import utils as t5x_utils  # noqa: E402
 
 from rahf_jax import features as F  # noqa: E402
-from rahf_jax.inference import postprocess  # noqa: E402
-from rahf_jax.models import build_model_from_config, greedy_decode  # noqa: E402
+from rahf_jax.inference import postprocess, prompt_copy  # noqa: E402
+from rahf_jax.inference.tokenizer import load_tokenizer  # noqa: E402
+from rahf_jax.models import build_model_from_config, constrained_decode, greedy_decode  # noqa: E402
 from rahf_jax.train import losses  # noqa: E402
 from rahf_jax.train import optimizer as rahf_optimizer  # noqa: E402
 from rahf_jax.train.loop import setup_training  # noqa: E402
@@ -285,11 +287,21 @@ def test_loss_fn_is_the_trainers_loss(tiny):
   np.testing.assert_allclose(loss_train, ref, rtol=1e-5)
 
 
+def _with_copy_plan(model, batch):
+  """`batch` with the copy plan of B demo-vocabulary prompts (LT tokens: some truncated)."""
+  prompts = ["a red cube", "blue sky at dusk", "cat", "two xylophones on grass"] * (B // 4)
+  plan = prompt_copy.copy_plan(prompts, load_tokenizer("demo"), LT)
+  assert plan.mark_ids.tolist() == model.mark_ids
+  return {**batch, "copy_ids": plan.copy_ids, "can_mark": plan.can_mark.astype(np.int32)}
+
+
 def test_predict_batch_with_aux_is_the_shared_decoder_and_heads(tiny):
   model, _ = tiny
   batch = _batch(model, seed=2)
   params = _init(model, batch)["params"]
-  ids, aux = model.predict_batch_with_aux(params, batch)
+  free = copy.copy(model)
+  free.decoding = "free"
+  ids, aux = free.predict_batch_with_aux(params, batch)
   ref_ids = greedy_decode(
     model.module, {"params": params}, batch["image"], batch["prompt_ids"], LT, use_cache=False
   )
@@ -301,6 +313,62 @@ def test_predict_batch_with_aux_is_the_shared_decoder_and_heads(tiny):
   assert set(aux) == set(ref_aux)
   for k in aux:
     np.testing.assert_allclose(aux[k], ref_aux[k], rtol=1e-5, atol=1e-6)
+
+
+def test_constrained_predictions_follow_the_batchs_copy_plan_and_the_mark_bias(tiny):
+  """The default decoding: the native constrained decoder on the batch's copy plan, with
+  MARK_BIAS; a large bias marks every markable word, a very negative one none."""
+  model, _ = tiny
+  assert model.decoding == "constrained" and model.mark_bias == 0.0
+  batch = _with_copy_plan(model, _batch(model, seed=2))
+  params = _init(model, batch)["params"]
+  with pytest.raises(ValueError, match="lacks"):
+    model.predict_batch_with_aux(params, {k: v for k, v in batch.items() if k != "copy_ids"})
+  biased = copy.copy(model)
+  for bias in (0.0, 1.5, 1e4, -1e4):
+    biased.mark_bias = bias
+    ids, _ = biased.predict_batch_with_aux(params, batch)
+    ref = constrained_decode(
+      model.module, {"params": params}, batch["image"], batch["prompt_ids"], batch["copy_ids"],
+      batch["can_mark"], model.mark_ids, bias,
+    )  # fmt: skip
+    np.testing.assert_array_equal(ids, ref)
+    if bias == -1e4:  # never a mark: the plan's tokens
+      np.testing.assert_array_equal(ids, batch["copy_ids"])
+    if bias == 1e4:  # a mark at every place the plan allows, as far as the length goes
+      expected = [_every_word_marked(c, m, model.mark_ids) for c, m in
+                  zip(batch["copy_ids"], batch["can_mark"], strict=True)]  # fmt: skip
+      np.testing.assert_array_equal(ids, expected)
+      assert np.sum(np.asarray(ids) == model.mark_ids[0]) > B
+
+
+def _every_word_marked(copy_ids, can_mark, mark_ids):
+  """The plan's output when the mark always wins: copy, and the mark at every can_mark place."""
+  out, ptr, just_marked = [], 0, False
+  while len(out) < len(copy_ids):
+    if can_mark[ptr] and not just_marked:
+      out += list(mark_ids)
+      just_marked = True
+    else:
+      out.append(int(copy_ids[ptr]))
+      ptr, just_marked = ptr + 1, False
+  out = out[: len(copy_ids)]
+  if F.EOS_ID in out:
+    end = out.index(F.EOS_ID) + 1
+    out[end:] = [F.PAD_ID] * (len(out) - end)
+  return out
+
+
+def test_gin_binds_the_decoding_and_the_recorded_mark_bias(tmp_path):
+  record = {"mark_bias": 2.5, "checkpoint": {"kind": "best", "step": 7, "params_digest": "ab"}}
+  (tmp_path / "mark_bias.json").write_text(json.dumps(record))
+  path = os.path.join(REPO, "configs/t5x/models/tiny_multihead.gin")
+  model, _ = _parse(path, [f"MARK_BIAS_RECORD = '{tmp_path}'"])
+  assert (model.decoding, model.mark_bias) == ("constrained", 2.5)
+  assert model.FEATURE_CONVERTER_CLS(pack=False).MODEL_FEATURES["can_mark"].dtype.name == "int32"
+  model, _ = _parse(path, ["MARK_BIAS = 1.0", "DECODING = 'free'"])
+  assert (model.decoding, model.mark_bias) == ("free", 1.0)
+  assert "copy_ids" not in model.FEATURE_CONVERTER_CLS(pack=False).MODEL_FEATURES
 
 
 def test_score_batch_is_the_target_log_likelihood(tiny):
