@@ -12,7 +12,7 @@
   rahf-jax convert --checkpoint rahf_model.pt --spiece t5-base/spiece.model --out DIR
   rahf-jax plan    --config configs/rahf.py:<size>,<variant> --topology v5e:8x8|v5p:2x4x4|cpu:8
                    [--steps train,eval,score] [--out DIR] [--save_executables]
-  rahf-jax demo    [--out demo_out] [--data_only]
+  rahf-jax demo    [--out demo_out] [--data_only | --applications [--num_prompts N]]
 
 `rahf-jax <command> --help` lists that command's flags with an example (rahf_jax/cli_help.py).
 A mistake a user can make (a wrong path, an unknown config name, a workdir without checkpoint,
@@ -54,6 +54,14 @@ _BEST = flags.DEFINE_bool(
 _IMAGE = flags.DEFINE_string("image", None, "predict: image file")
 _PROMPT = flags.DEFINE_string("prompt", None, "predict: the text-to-image prompt")
 _DATA_ONLY = flags.DEFINE_bool("data_only", False, "demo: only make and build the data")
+_APPLICATIONS = flags.DEFINE_bool(
+  "applications",
+  False,
+  "demo: measure best-of-n and the repair loop on the finished demo (APPLICATIONS.md)",
+)
+_NUM_PROMPTS = flags.DEFINE_integer(
+  "num_prompts", 100, "demo --applications: test prompts measured (the split has 200)"
+)
 _MAX_BATCHES = flags.DEFINE_integer("max_batches", -1, "eval: stop after N batches (-1: all)")
 _PROTOCOL = flags.DEFINE_enum(
   "protocol",
@@ -189,8 +197,11 @@ def _serve() -> None:
 
 
 def _demo() -> None:
-  from rahf_jax.demo import run_demo  # noqa: PLC0415
+  from rahf_jax.demo import run_applications, run_demo  # noqa: PLC0415
 
+  if _APPLICATIONS.value:
+    run_applications(_OUT.value or "demo_out", _NUM_PROMPTS.value)
+    return
   run_demo(_OUT.value or "demo_out", data_only=_DATA_ONLY.value)
 
 

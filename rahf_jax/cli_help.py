@@ -155,12 +155,19 @@ COMMANDS: dict[str, Command] = {
   ),
   "demo": Command(
     "synthetic RichHF-format data -> tfds build -> train the tiny model -> evaluate (~14 min)",
-    "[--out demo_out] [--data_only]",
+    "[--out demo_out] [--data_only | --applications [--num_prompts N]]",
     (
       ("out", "DIR", "where data, run, evaluation and REPORT.md go"),
       ("data_only", "", "only make and build the synthetic data"),
+      (
+        "applications",
+        "",
+        "after the demo: best-of-n and the repair loop measured against the synthetic truth "
+        "(<out>/APPLICATIONS.md, applications.json; about 3 minutes)",
+      ),
+      ("num_prompts", "N", "--applications: the test prompts measured"),
     ),
-    "rahf-jax demo --out demo_out",
+    "rahf-jax demo --out demo_out   (then: rahf-jax demo --applications --out demo_out)",
   ),
 }
 

@@ -11,6 +11,9 @@ Writes into the output folder (default demo_out/):
   REPORT.md   the timings, the checkpoint evaluated, the tables with their baseline rows, the
               learning curves and where to look
 Each stage is skipped when its output is already there, so an interrupted demo resumes.
+
+`rahf-jax demo --applications` (after the demo) measures best-of-n and the repair loop against
+the synthetic truth into APPLICATIONS.md and applications.json (rahf_jax.reward.applications).
 """
 
 import contextlib
@@ -198,6 +201,18 @@ def evaluate_and_report(out_dir: str, workdir: str, data_dir: str, timings: dict
   # The report names the checkpoint in its own section, so the tables go in without that line.
   metrics_md = metrics_to_markdown({k: v for k, v in metrics.items() if k != "checkpoint"})
   return write_report(out_dir, data_dir, timings, metrics_md, metrics.get("checkpoint"), curves)
+
+
+def run_applications(out_dir: str = "demo_out", num_prompts: int | None = None) -> None:
+  """Best-of-n and the repair loop measured on the finished demo in out_dir (its model and its
+  data's test split) into out/APPLICATIONS.md and out/applications.json."""
+  from rahf_jax.reward import applications_report  # noqa: PLC0415
+
+  num = applications_report.DEFAULT_NUM_PROMPTS if num_prompts is None else num_prompts
+  md_path, json_path = applications_report.run(out_dir, num)
+  with open(md_path, encoding="utf-8") as f:
+    print(f.read())
+  print(f"wrote {md_path} and {json_path}")
 
 
 def run_demo(out_dir: str = "demo_out", data_only: bool = False) -> None:
