@@ -1,14 +1,11 @@
-"""The t5x route's constrained decoding inputs, without t5x: the copy plan as task features and
-the mark bias the gin files bind (rahf_jax.t5x.tasks, rahf_jax.data.feature_converter,
-rahf_jax.t5x.run_settings.mark_bias).
+"""The copy plan of the t5x route's constrained decoding as task features, without t5x
+(rahf_jax.t5x.tasks, rahf_jax.data.feature_converter).
 
 The reference is the native route's own plan: rahf_jax.inference.prompt_copy.copy_plan of the
 prompt read back from the batch's encoder ids, which the native Predictor builds when it
 evaluates a batch. tests/t5x/test_t5x_adapter.py (needs t5x) checks that RAHFModel decodes with
 the plan and the bias it gets.
 """
-
-import json
 
 import numpy as np
 import pytest
@@ -20,7 +17,6 @@ from rahf_jax import features as F
 from rahf_jax.data.feature_converter import CONVERTERS, fit_copy_plan
 from rahf_jax.inference import prompt_copy
 from rahf_jax.inference.tokenizer import load_tokenizer
-from rahf_jax.t5x import run_settings
 from rahf_jax.t5x import tasks as t5x_tasks
 
 # Words of several demo-vocabulary pieces, so a plan's mark places are not every position.
@@ -96,20 +92,6 @@ def test_converter_without_the_plan_in_the_task_says_what_to_use(t5x_data_dir):
       CONVERTERS[F.MULTI_HEAD](copy_plan=True)(ds, lengths)
   finally:
     t5x_tasks.rahf_task(F.MULTI_HEAD, "tiny", "demo", data_dir=t5x_data_dir)  # as registered
-
-
-def test_mark_bias_from_a_value_a_record_or_none(tmp_path):
-  record = {"mark_bias": 2.5, "checkpoint": {"kind": "best", "step": 1500, "params_digest": "ab"}}
-  (tmp_path / "mark_bias.json").write_text(json.dumps(record))
-  assert run_settings.mark_bias() == 0.0
-  assert run_settings.mark_bias(record=str(tmp_path)) == 2.5  # a native workdir
-  assert run_settings.mark_bias(record=str(tmp_path / "mark_bias.json")) == 2.5
-  assert run_settings.mark_bias(value=1.0, record=str(tmp_path)) == 1.0
-  with pytest.raises(FileNotFoundError, match="MARK_BIAS_RECORD"):
-    run_settings.mark_bias(record=str(tmp_path / "elsewhere"))
-  (tmp_path / "bad.json").write_text('{"checkpoint": {}}')
-  with pytest.raises(ValueError, match="not a mark-bias record"):
-    run_settings.mark_bias(record=str(tmp_path / "bad.json"))
 
 
 def test_fit_copy_plan_is_a_graph_op():
