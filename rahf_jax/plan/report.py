@@ -38,16 +38,24 @@ _OUT_OF_MEMORY = re.compile(
 _UNITS = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
 
+def _step_identity(step: CompiledStep, target: Target) -> dict[str, Any]:
+  """The fields every row has, compiled or refused: which step, where, and how long it took."""
+  return {
+    "step": step.name, "batch": step.batch_size, "devices": len(target.devices),
+    "chips": target.num_chips, "capacity_bytes": target.device_hbm_bytes,
+    "model_flops": step.model_flops, "lower_s": step.lower_s, "compile_s": step.compile_s,
+  }  # fmt: skip
+
+
+# What only a compiled step has; a refused one reports them as None.
+_MEASURED = ("memory_bytes", "total_bytes", "flops_per_device", "executed_over_model",
+             "estimate_s", "examples_per_s", "mfu", "xla_optimal_s")  # fmt: skip
+
+
 def _out_of_memory_row(step: CompiledStep, target: Target) -> dict[str, Any]:
   """A step the compiler refused: what it needed (at least) against what it could use."""
-  row = {
-    "step": step.name, "batch": step.batch_size, "devices": len(target.devices),
-    "chips": target.num_chips, "out_of_memory": step.out_of_memory,
-    "capacity_bytes": target.device_hbm_bytes, "total_bytes": None, "memory_bytes": None,
-    "flops_per_device": None, "executed_over_model": None, "estimate_s": None,
-    "examples_per_s": None, "mfu": None, "xla_optimal_s": None, "collectives": {},
-    "lower_s": step.lower_s, "compile_s": step.compile_s, "model_flops": step.model_flops,
-  }  # fmt: skip
+  row = {**_step_identity(step, target), **dict.fromkeys(_MEASURED), "collectives": {},
+         "out_of_memory": step.out_of_memory}  # fmt: skip
   m = _OUT_OF_MEMORY.search(step.out_of_memory or "")
   if m:
     row["oom_what"] = m.group(1)
@@ -75,21 +83,14 @@ def step_row(step: CompiledStep, target: Target) -> dict[str, Any]:
   scale = step.loop_scale or {}
   flops = float(cost.get("flops", 0.0)) * scale.get("flops", 1.0)
   row = {
-    "step": step.name,
-    "batch": step.batch_size,
-    "devices": n,
-    "chips": target.num_chips,
+    **_step_identity(step, target),
     "memory_bytes": memory,
     "total_bytes": total,
-    "capacity_bytes": target.device_hbm_bytes,
     "flops_per_device": flops,
     "bytes_accessed_per_device": float(cost.get("bytes accessed", 0.0))
     * scale.get("bytes accessed", 1.0),
     "loop_scale": step.loop_scale,
-    "model_flops": step.model_flops,
     "executed_over_model": flops * n / step.model_flops if step.model_flops else None,
-    "lower_s": step.lower_s,
-    "compile_s": step.compile_s,
   }
   optimal = cost.get("optimal_seconds")
   row["xla_optimal_s"] = float(optimal) if optimal is not None and optimal > 0 else None
