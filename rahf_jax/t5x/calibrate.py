@@ -94,6 +94,7 @@ def calibrate_checkpoint(
     "f1_gt_positive_by_bias": {str(b): m["f1_gt_positive"] for b, m in by_bias.items()},
   }
   out = out or os.path.dirname(os.path.abspath(checkpoint).rstrip("/"))
+  os.makedirs(out, exist_ok=True)
   path = mark_bias_lib.write_mark_bias(out, record)
   logging.info("mark bias %.1f (F1 on %s: %s); wrote %s", record["mark_bias"], split,
                record["f1_by_bias"][str(record["mark_bias"])], path)  # fmt: skip

@@ -253,8 +253,9 @@ def read_mark_bias_record(record: str) -> dict:
 def mark_bias(value: float | None = None, record: str | None = None) -> float:
   """MARK_BIAS: constrained decoding's bias of the `_0` mark's logit (RAHFModel.mark_bias).
 
-  `value` when given; else the bias recorded in `record` (MARK_BIAS_RECORD: a native workdir,
-  or its mark_bias.json) by `rahf-jax calibrate`; else 0. The record names the parameters it was
+  `value` when given; else the bias recorded in `record` (MARK_BIAS_RECORD: a native workdir
+  or a t5x model dir, or its mark_bias.json) by `rahf-jax calibrate` or rahf_jax.t5x.calibrate;
+  else 0. The record names the parameters it was
   chosen for (step and params digest); a t5x run restores its checkpoint only after the model is
   built, so that match is not checked here: use the record of the parameters the checkpoint holds
   (`params_digest` of its params, rahf_jax.inference.mark_bias, equals the record's).
