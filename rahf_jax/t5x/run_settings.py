@@ -26,8 +26,8 @@ MODEL_OVERRIDES are written back into the config the model and optimizer are bui
 rahf_jax/train/init_weights.py) inside t5x's initialisation of a fresh train state.
 
 `mark_bias` is the adapter's MARK_BIAS (constrained decoding's bias of the `_0` mark): a number,
-or the one `rahf-jax calibrate` recorded in a native workdir's mark_bias.json
-(MARK_BIAS_RECORD), else 0.
+or the one recorded in a mark_bias.json (MARK_BIAS_RECORD: a native workdir that `rahf-jax
+calibrate` ran on, or a t5x model dir that rahf_jax.t5x.calibrate ran on), else 0.
 
 `loss_fn` is the loss the adapter (rahf_jax.t5x.models.RAHFModel) trains on: the network's
 forward pass and rahf_jax.train.losses.compute_losses, as in the native train step.
@@ -233,8 +233,8 @@ def vocabulary(run_config: ml_collections.ConfigDict) -> str:
 
 
 def read_mark_bias_record(record: str) -> dict:
-  """The mark-bias record `rahf-jax calibrate` wrote: `record` is its mark_bias.json or the
-  native workdir holding it (rahf_jax.inference.mark_bias)."""
+  """The mark-bias record `rahf-jax calibrate` or rahf_jax.t5x.calibrate wrote: `record` is its
+  mark_bias.json or the folder holding it (rahf_jax.inference.mark_bias)."""
   path = mark_bias_lib.mark_bias_path(record) if os.path.isdir(record) else record
   try:
     with open(path, encoding="utf-8") as f:
@@ -255,10 +255,10 @@ def mark_bias(value: float | None = None, record: str | None = None) -> float:
 
   `value` when given; else the bias recorded in `record` (MARK_BIAS_RECORD: a native workdir
   or a t5x model dir, or its mark_bias.json) by `rahf-jax calibrate` or rahf_jax.t5x.calibrate;
-  else 0. The record names the parameters it was
-  chosen for (step and params digest); a t5x run restores its checkpoint only after the model is
-  built, so that match is not checked here: use the record of the parameters the checkpoint holds
-  (`params_digest` of its params, rahf_jax.inference.mark_bias, equals the record's).
+  else 0. The record names the parameters it was chosen for (step and params digest); a t5x run
+  restores its checkpoint only after the model is built, so that match is not checked here: use
+  the record of the parameters the checkpoint holds (rahf_jax.inference.mark_bias.params_digest
+  of its params equals the record's).
   """
   if value is not None:
     return float(value)

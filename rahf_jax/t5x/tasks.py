@@ -71,8 +71,8 @@ def example_copy_plan(input_ids: np.ndarray, tokenizer) -> tuple[np.ndarray, np.
   """(copy_ids, can_mark) int32 [n] of one example's encoder ids: prompt_copy.copy_plan of the
   prompt they encode (prompt_copy.prompts_from_ids), up to and with its EOS."""
   (prompt,) = prompt_copy.prompts_from_ids(np.asarray(input_ids)[None], tokenizer)
-  # Each token is at least one character or a word's boundary piece: 2 * chars + 1 always fits.
-  plan = prompt_copy.copy_plan([prompt], tokenizer, 2 * len(prompt) + 2)
+  # A piece holds at least one UTF-8 byte, or is a word's boundary piece: twice the bytes fit.
+  plan = prompt_copy.copy_plan([prompt], tokenizer, 2 * len(prompt.encode("utf-8")) + 2)
   n = int(np.flatnonzero(plan.copy_ids[0] == features.EOS_ID)[0]) + 1
   return plan.copy_ids[0, :n], plan.can_mark[0, :n].astype(np.int32)
 
