@@ -89,7 +89,7 @@ def get_config(arg: str = "tiny,multihead") -> ml_collections.ConfigDict:
 
   if size == "tiny":
     # Sized for 2 CPU cores: the demo's training. The model, as measured on the demo's synthetic
-    # data (README.md, "Demo results"): 128x128 input cut into an 8x8 grid of 16x16 cells by a
+    # data (docs/demo.md): 128x128 input cut into an 8x8 grid of 16x16 cells by a
     # convolutional stem of 3x3 stride-2 convs with 32, 64, 64, 64 channels (the patch
     # embedding's one 768->64 matrix left the plausibility PLCC at -0.06 to -0.02 on 3 seeds, the
     # default stem's 8, 16, 32, 64 channels at 0.28 and 0.34 on 2), 4 ViT and 4 T5 encoder layers

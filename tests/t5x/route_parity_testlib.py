@@ -6,7 +6,7 @@ A metric's bound is the larger of FLOOR and the range (max - min) of every route
 one route at a time: the seed-to-seed scatter of a route. A range over both routes' runs
 together would also hold the gap between the routes, the thing to bound, and grow with it.
 
-RECORDED holds the figures of the demo's parity record (README.md, section t5x; 2026-11-30,
+RECORDED holds the figures of the demo's parity record (docs/t5x.md; 2026-11-30,
 2-core AMD EPYC): configs/rahf.py:tiny,multihead, 1,500 steps of batch 32, seeds 0, 1, 2 on each
 route, one build of the demo's data, test split, step 1,500. MSEs are ratios to their trivial
 baseline on that split (the mean score: plausibility 0.0803, alignment 0.0393, aesthetics
