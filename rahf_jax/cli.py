@@ -60,7 +60,7 @@ _APPLICATIONS = flags.DEFINE_bool(
   "demo: measure best-of-n and the repair loop on the finished demo (APPLICATIONS.md)",
 )
 _NUM_PROMPTS = flags.DEFINE_integer(
-  "num_prompts", 100, "demo --applications: test prompts measured (the split has 200)"
+  "num_prompts", 200, "demo --applications: the first N test prompts (the demo's split has 200)"
 )
 _MAX_BATCHES = flags.DEFINE_integer("max_batches", -1, "eval: stop after N batches (-1: all)")
 _PROTOCOL = flags.DEFINE_enum(

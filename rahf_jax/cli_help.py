@@ -163,9 +163,9 @@ COMMANDS: dict[str, Command] = {
         "applications",
         "",
         "after the demo: best-of-n and the repair loop measured against the synthetic truth "
-        "(<out>/APPLICATIONS.md, applications.json; about 3 minutes)",
+        "(<out>/APPLICATIONS.md, applications.json; about a minute)",
       ),
-      ("num_prompts", "N", "--applications: the test prompts measured"),
+      ("num_prompts", "N", "--applications: measure the first N test prompts"),
     ),
     "rahf-jax demo --out demo_out   (then: rahf-jax demo --applications --out demo_out)",
   ),

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 from rahf_jax.reward import applications as A
 
-DEFAULT_NUM_PROMPTS = 100  # about 3 minutes on 2 CPU cores with the demo's tiny model
+DEFAULT_NUM_PROMPTS = 200  # the demo's whole test split: about a minute on 2 CPU cores
 MANIFEST = os.path.join("raw", "synthetic_manifest.json")
 
 ROW_LABELS = {
@@ -26,7 +26,8 @@ ROW_LABELS = {
 
 
 def demo_inputs(out_dir: str) -> tuple[str, dict]:
-  """(workdir, the synthetic data's config) of a finished demo in out_dir, or a one-line error."""
+  """(workdir, the synthetic data's config) of a finished demo in out_dir (one with REPORT.md, a
+  trained workdir and raw/synthetic_manifest.json), or a one-line error."""
   from rahf_jax.data import synthetic_scenes  # noqa: PLC0415 (the data layer)
   from rahf_jax.sharding import workdir_files  # noqa: PLC0415
 
@@ -36,9 +37,10 @@ def demo_inputs(out_dir: str) -> tuple[str, dict]:
   has_model = os.path.exists(os.path.join(workdir, "config.json")) and (
     workdir_files.checkpoint_steps(workdir) or workdir_files.checkpoint_steps(workdir, best=True)
   )
-  if not os.path.exists(manifest_path) or not has_model:
-    raise FileNotFoundError(f"{out_dir} holds no finished demo (no trained model or data); "
-                            f"{run_first}.")  # fmt: skip
+  finished = os.path.exists(os.path.join(out_dir, "REPORT.md"))  # the demo's last output
+  if not (finished and has_model and os.path.exists(manifest_path)):
+    raise FileNotFoundError(f"{out_dir} holds no finished demo (REPORT.md, a trained workdir/ "
+                            f"and raw/ are its outputs); {run_first}.")  # fmt: skip
   with open(manifest_path, encoding="utf-8") as f:
     manifest = json.load(f)
   if manifest.get("scene_version") != synthetic_scenes.SCENE_VERSION:
@@ -125,6 +127,15 @@ def to_markdown(figures: Mapping) -> str:
   )
 
 
+def _cpu_name() -> str:
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+      names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+  except OSError:
+    names = []
+  return names[0] if names else f"{platform.machine()} ({platform.system()})"
+
+
 def run(out_dir: str, num_prompts: int = DEFAULT_NUM_PROMPTS) -> tuple[str, str]:
   """The study on the demo in out_dir; writes APPLICATIONS.md and applications.json there and
   returns their paths."""
@@ -141,8 +152,7 @@ def run(out_dir: str, num_prompts: int = DEFAULT_NUM_PROMPTS) -> tuple[str, str]
     "checkpoint": "the best by the dev metric" if best else "the newest",
     "checkpoint_step": getattr(scorer.predictor, "step", None),
     "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-    "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} CPU cores "
-    f"({platform.system()})",
+    "machine": f"{_cpu_name()}, {len(os.sched_getaffinity(0))} CPU cores",
   }
   json_path = os.path.join(out_dir, "applications.json")
   md_path = os.path.join(out_dir, "APPLICATIONS.md")

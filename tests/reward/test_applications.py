@@ -167,6 +167,9 @@ def test_demo_applications_end_to_end_on_a_tiny_model(workdir, tmp_path):
   config = dict(seed=0, image_size=SIZE, num_test=2, num_dev=3, jpeg_quality=QUALITY)
   manifest = {"scene_version": S.SCENE_VERSION, "config": config}
   (out / "raw" / "synthetic_manifest.json").write_text(json.dumps(manifest))
+  with pytest.raises(FileNotFoundError, match="holds no finished demo"):
+    applications_report.run(str(out))  # the demo has not finished: no REPORT.md
+  (out / "REPORT.md").write_text("# rahf-jax demo report\n")
   md_path, json_path = applications_report.run(str(out), num_prompts=5)
   figures = json.loads(open(json_path).read())
   assert figures["num_prompts"] == 2 and figures["dev_scenes"] == 3
