@@ -194,7 +194,8 @@ def test_gin_run_resolves_the_native_config(t5x_data_dir, variant, monkeypatch):
   values = _parse_run(model_file, run_file)
   model = values.pop("MODEL")
   assert model.train_config.to_dict() == native.to_dict()
-  assert model.loss_weights == {"heatmap": 20.0, "score": 5.0, "text": 1.0}
+  assert model.loss_weights == {"heatmap": 30.0, "score": 5.0, "text": 1.0}
+  assert model.heatmap_loss == "bce"
   assert values == {
     "TRAIN_STEPS": native.num_train_steps,
     "BATCH_SIZE": native.batch_size,

@@ -101,7 +101,9 @@ def _reference(variant, data_dir, checkpoint):
   )
   model = gin.query_parameter("%MODEL").scoped_configurable_fn()
   gin.clear_config()
-  task = seqio.get_mixture_or_task(t5x_tasks.rahf_task(variant, "tiny", "demo", data_dir=data_dir))
+  # The run's task (configs/rahf.py:tiny sizes the images 128, not the tiny model size's 64).
+  name = t5x_tasks.rahf_task(run_config=model.train_config, data_dir=data_dir)
+  task = seqio.get_mixture_or_task(name)
   ds = task.get_dataset(LENGTHS, split="test", shuffle=False, use_cached=False)
   examples = list(tfds.as_numpy(ds))
   features = list(tfds.as_numpy(model.FEATURE_CONVERTER_CLS(pack=False)(ds, LENGTHS)))
