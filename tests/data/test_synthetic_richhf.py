@@ -120,6 +120,7 @@ def test_threads_write_the_same_data_as_one(tmp_path):
       assert a.read() == b.read()
 
 
+@pytest.mark.slow
 def test_scenes_do_not_depend_on_the_process_hash_seed():
   code = (
     "import hashlib; from rahf_jax.data import synthetic_scenes as s, synthetic as y; "

@@ -47,6 +47,7 @@ def _scores(predictor):
   return predictor.heads(images, prompt_ids)["score_overall"]
 
 
+@pytest.mark.slow
 def test_cpu_predicts_in_float32_and_gpu_keeps_the_config(bf16_workdir, monkeypatch):
   assert jax.default_backend() == "cpu"
   auto = Predictor.from_workdir(bf16_workdir)

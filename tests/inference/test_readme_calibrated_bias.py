@@ -17,6 +17,9 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "train"))
 import train_testlib  # noqa: E402
 
+# Trains and calibrates a model first (`make test`; not `make test-fast`).
+pytestmark = pytest.mark.slow
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIAS = 30.0
 PROMPT = "a red circle and a blue square"

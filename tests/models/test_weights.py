@@ -29,6 +29,7 @@ def _assert_trees_equal(a, b):
     np.testing.assert_array_equal(x, y)
 
 
+@pytest.mark.slow
 def test_vit_npz_roundtrip_vision_transformer_names(tmp_path, two_inits):
   src, dst = two_inits
   entries = weights.vit_npz_entries(src["vit"], "vision_transformer")
@@ -43,6 +44,7 @@ def test_vit_npz_roundtrip_vision_transformer_names(tmp_path, two_inits):
   _assert_trees_equal(loaded["encoder"], dst["encoder"])  # the rest is untouched
 
 
+@pytest.mark.slow
 def test_vit_npz_big_vision_scanned_layout(tmp_path, two_inits):
   src, dst = two_inits
   src_vit = jax.tree.map(np.copy, src["vit"])
@@ -61,6 +63,7 @@ def test_vit_npz_big_vision_scanned_layout(tmp_path, two_inits):
   _assert_trees_equal(loaded["vit"], src_vit)
 
 
+@pytest.mark.slow
 def test_vit_npz_errors(tmp_path, two_inits):
   src, dst = two_inits
   with pytest.raises(FileNotFoundError, match="not found"):
@@ -89,6 +92,7 @@ def test_resample_posemb():
   np.testing.assert_allclose(grid[3, 1:7, 1], want, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_t5x_tree_maps_with_2d_attention_kernels(two_inits):
   src, dst = two_inits
   t5x = {}

@@ -5,6 +5,10 @@ import re
 
 import jax
 import numpy as np
+import pytest
+
+# Runs the README's reward examples on a trained model (`make test`; not `make test-fast`).
+pytestmark = pytest.mark.slow
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SECTION = "## Use RAHF as a reward"

@@ -53,6 +53,7 @@ class _CountingScorer:
     return self.scorer.score(images, prompts, **kw)
 
 
+@pytest.mark.slow
 def test_manifest_run_writes_scores_errors_ranks_masks_and_gallery(scorer, tmp_path, capsys):
   entries = _write_inputs(tmp_path)
   out = tmp_path / "out" / "results.jsonl"
@@ -101,6 +102,7 @@ def test_manifest_run_writes_scores_errors_ranks_masks_and_gallery(scorer, tmp_p
   assert page.count("#1 &middot;") == 2  # one winner per prompt
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_without_writing_anything_twice(scorer, tmp_path):
   entries = _write_inputs(tmp_path)
   manifest = str(tmp_path / "pairs.jsonl")
@@ -130,6 +132,7 @@ def test_interrupted_run_resumes_without_writing_anything_twice(scorer, tmp_path
   assert third.calls == 0 and len(_read(out)) == len(entries)
 
 
+@pytest.mark.slow
 def test_a_results_file_of_another_manifest_is_refused(scorer, tmp_path):
   _write_inputs(tmp_path)
   out = tmp_path / "results.jsonl"
@@ -138,6 +141,7 @@ def test_a_results_file_of_another_manifest_is_refused(scorer, tmp_path):
     run_score("unused", str(out), manifest=str(tmp_path / "pairs.jsonl"), scorer=scorer)
 
 
+@pytest.mark.slow
 def test_image_folder_mode_lists_every_file(scorer, tmp_path):
   _write_inputs(tmp_path, n=3)
   (tmp_path / "img" / "notes.txt").write_text("not an image")

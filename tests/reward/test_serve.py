@@ -24,6 +24,9 @@ from serve_testlib import (
 from rahf_jax.reward.client import RewardClient, RewardServerError
 from rahf_jax.reward.server_io import decode_heatmap
 
+# Each test starts a server over a trained model (`make test`; `make test-fast` leaves them out).
+pytestmark = pytest.mark.slow
+
 PROMPTS = ["a red circle and a blue square", "a cat on a mat", "a green star"]
 
 

@@ -11,9 +11,13 @@ import sys
 import threading
 
 import numpy as np
+import pytest
 from serve_testlib import get, png_bytes, post, request_body, wait_until
 
 from rahf_jax.reward.client import RewardClient
+
+# Each test starts `rahf-jax serve` processes (`make test`; `make test-fast` leaves them out).
+pytestmark = pytest.mark.slow
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
