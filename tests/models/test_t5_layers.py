@@ -147,10 +147,13 @@ def _check_remat_policies():
       enc = t5_stack.T5Encoder(cfg, self.policy, **kw)(x, mask, False)
       return t5_stack.T5Decoder(cfg, emb, self.policy, **kw)(ids, enc, mask, False)
 
+  # One set of parameters for every policy (remat names no parameter); a jitted init, since an
+  # eager one runs the blocks op by op.
+  rngs = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
+  v = jax.jit(Net("none").init)(rngs, x, mask, ids)
   grads = {}
   for policy in ("none", "full", "dots"):
     net = Net(policy)
-    v = net.init({"params": jax.random.key(0), "dropout": jax.random.key(1)}, x, mask, ids)
     loss = lambda p, net=net: jnp.sum(
       net.apply(p, x, mask, ids, rngs={"dropout": jax.random.key(2)}) ** 2
     )
