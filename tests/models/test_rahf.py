@@ -140,7 +140,7 @@ def _check_prompt_padding():
   prompt = np.array([[5, 9, 7, features.EOS_ID, 0, 0], [8, 3, features.EOS_ID, 0, 0, 0]])
   longer = np.concatenate([prompt, np.zeros((2, 5), prompt.dtype)], axis=1)
   dec = jnp.asarray(rs.randint(2, c.vocab_size, (2, 5)), jnp.int32)
-  variables = model.init(RNGS, image, jnp.asarray(prompt, jnp.int32), dec)
+  variables = jax.jit(model.init)(RNGS, image, jnp.asarray(prompt, jnp.int32), dec)  # not op by op
   apply = jax.jit(model.apply)
   a = apply(variables, image, jnp.asarray(prompt, jnp.int32), dec)
   b = apply(variables, image, jnp.asarray(longer, jnp.int32), dec)
