@@ -26,10 +26,21 @@ def _float64():
     yield
 
 
-def _setup(batch=6):
+@functools.cache
+def _model_and_variables():
+  """The float64 tiny model and its parameters (they depend on no input but their shapes): one
+  jitted init for the module, where an eager init per test runs the model op by op."""
   c = get_model_config("tiny", features.MULTI_HEAD)
   c.dtype = c.param_dtype = "float64"
   model = build_model(c)
+  image = jnp.zeros((1, c.image_size, c.image_size, 3), jnp.float64)
+  ids = jnp.zeros((1, L), jnp.int32)
+  return model, jax.jit(model.init)({"params": jax.random.key(3)}, image, ids[:, :8], ids)
+
+
+def _setup(batch=6):
+  model, variables = _model_and_variables()
+  c = model.config
   rs = np.random.RandomState(1)
   image = jnp.asarray(rs.uniform(-1, 1, (batch, c.image_size, c.image_size, 3)), jnp.float64)
   prompt = np.zeros((batch, 8), np.int32)
@@ -43,8 +54,6 @@ def _setup(batch=6):
     copy_ids[b, :m] = rs.randint(3, c.vocab_size, m)
     copy_ids[b, m] = features.EOS_ID
     can_mark[b, 1 : m + 1] = rs.rand(m) < 0.7  # after some tokens (word ends), EOS included
-  targets = jnp.asarray(copy_ids)
-  variables = model.init({"params": jax.random.key(3)}, image, jnp.asarray(prompt), targets)
   return model, variables, image, jnp.asarray(prompt), copy_ids, can_mark
 
 
@@ -83,7 +92,9 @@ def test_output_is_the_copy_with_the_decoders_mark_choices(mark, mark_bias):
     )
   )
   assert ids.shape == copy_ids.shape and ids.dtype == np.int32
-  encoded, mask = model.apply(variables, image, prompt, method=model.encode)
+  encoded, mask = jax.jit(functools.partial(model.apply, method=model.encode))(
+    variables, image, prompt
+  )
   inputs = np.concatenate([np.zeros((len(ids), 1), np.int32), ids[:, :-1]], axis=1)
   logits = np.asarray(
     jax.jit(functools.partial(model.apply, method=model.decode))(
