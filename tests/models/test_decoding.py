@@ -28,6 +28,7 @@ def _float64():
     yield
 
 
+@functools.cache  # one jitted init for both tests (called under enable_x64)
 def _setup():
   c = get_model_config("tiny", features.AUGMENTED_PROMPT)
   c.dtype = c.param_dtype = "float64"
@@ -36,7 +37,7 @@ def _setup():
   image = jnp.asarray(rs.uniform(-1, 1, (2, c.image_size, c.image_size, 3)), jnp.float64)
   prompt = jnp.asarray([[5, 9, 7, features.EOS_ID, 0], [8, 3, features.EOS_ID, 0, 0]], jnp.int32)
   targets = jnp.asarray(rs.randint(2, c.vocab_size, (2, 7)), jnp.int32)
-  variables = model.init({"params": jax.random.key(0)}, image, prompt, targets)
+  variables = jax.jit(model.init)({"params": jax.random.key(0)}, image, prompt, targets)
   return model, variables, image, prompt, targets
 
 
@@ -81,7 +82,7 @@ def test_greedy_with_cache_equals_without():
   np.testing.assert_array_equal(with_cache, without)
   # Reference: the uncached ids re-scored by one teacher-forced pass are each step's argmax.
   inputs = jnp.concatenate([jnp.zeros((2, 1), jnp.int32), without[:, :-1]], axis=1)
-  logits = model.apply(variables, image, prompt, inputs)["decoder_logits"]
+  logits = jax.jit(model.apply)(variables, image, prompt, inputs)["decoder_logits"]
   ref = np.asarray(jnp.argmax(logits, -1))
   done = np.cumsum(ref == features.EOS_ID, axis=1) - (ref == features.EOS_ID) > 0
   np.testing.assert_array_equal(np.where(done, features.PAD_ID, ref), without)
