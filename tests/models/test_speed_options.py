@@ -162,7 +162,11 @@ def test_attention_impl_reaches_every_attention_call(monkeypatch):
 def test_cudnn_off_gpu_falls_back_to_xla_with_a_warning(caplog):
   c_xla, c_cudnn = _tiny(), _tiny(attention_impl="cudnn")
   inputs = _tiny_inputs(c_xla)
-  variables = jax.jit(build_model(c_xla).init)(jax.random.key(0), *inputs)
+  # Any values do for the same program twice: random ones in the parameters' shapes (an init
+  # compile would cost more than the two forward passes).
+  shapes = jax.eval_shape(build_model(c_xla).init, jax.random.key(0), *inputs)
+  rs = np.random.RandomState(0)
+  variables = jax.tree.map(lambda s: jnp.asarray(0.1 * rs.randn(*s.shape), s.dtype), shapes)
   t5_layers._warn_fallback.cache_clear()
   with caplog.at_level(logging.WARNING):
     got = jax.jit(build_model(c_cudnn).apply)(variables, *inputs)
