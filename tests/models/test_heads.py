@@ -71,12 +71,16 @@ def test_heatmap_head_upsamples_24_to_384_in_four_steps():
   assert out.shape == (1, 384, 384) and out.dtype == jnp.float32
   deconvs = sorted(k for k in params["params"] if k.endswith("_deconv"))
   assert deconvs == [f"up_{i}_deconv" for i in range(4)]
-  # Each stride-2 step doubles the grid: follow the intermediate shapes.
-  _, state = head.apply(
-    nn.unbox(head.init(jax.random.key(0), x)),
+  # Each stride-2 step doubles the grid: follow the intermediate shapes (traced, not computed).
+  _, state = jax.eval_shape(
+    lambda v, x: head.apply(
+      v,
+      x,
+      capture_intermediates=lambda m, _: m.name and m.name.endswith("_deconv"),
+      mutable=["intermediates"],
+    ),
+    nn.unbox(params),
     x,
-    capture_intermediates=lambda m, _: m.name and m.name.endswith("_deconv"),
-    mutable=["intermediates"],
   )
   sizes = [state["intermediates"][f"up_{i}_deconv"]["__call__"][0].shape[1] for i in range(4)]
   assert sizes == [48, 96, 192, 384]
