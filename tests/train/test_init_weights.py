@@ -1,9 +1,12 @@
 """Pretrained starts (config.init): training begins from the loaded values, the rest stays random.
 
-The loaded weights come from PyTorch models: a small torch RAHF (tests/torch_testlib.py; this
-project's own port of the reproduction's layout on transformers' ViT and T5, not the
-reproduction's code), converted, and Hugging Face backbones saved the way `save_pretrained` /
-`torch.save` write them.
+The loaded weights come from PyTorch models: a small torch RAHF (tests/torch_testlib.py's, with
+one ViT layer and one T5 layer each side; this project's own port of the reproduction's layout on
+transformers' ViT and T5, not the reproduction's code), converted, and Hugging Face backbones saved
+the way `save_pretrained` / `torch.save` write them. One layer per stack: what is checked (the
+loaded values start the run, the loss of its first step, the groups loaded or left random) does
+not depend on the depth, and every parameter kind of a layer is still converted; each layer less
+is a smaller train step to compile.
 """
 
 import os
@@ -28,7 +31,22 @@ from rahf_jax.train.convert import convert_reproduction  # noqa: E402
 from rahf_jax.train.loop import train_and_evaluate  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from torch_testlib import small_torch_rahf  # noqa: E402
+import torch_testlib  # noqa: E402
+
+VIT = dict(torch_testlib.VIT, num_hidden_layers=1)
+T5 = dict(torch_testlib.T5, num_layers=1)
+
+
+def small_torch_rahf(seed: int):
+  """torch_testlib.small_torch_rahf with one layer in the ViT and in each T5 stack."""
+  torch.manual_seed(seed)
+  model = torch_testlib.torch_rahf.TorchRAHF(
+    VIT, T5, torch_testlib.HEATMAP, score_divisors=torch_testlib.SCORE_DIVISORS,
+    score_dense=torch_testlib.SCORE_DENSE,
+  ).eval()  # fmt: skip
+  torch_testlib.perturb(model, seed + 1)
+  model.t5.lm_head.weight = model.t5.shared.weight  # keep the tie after perturbing
+  return model
 
 
 @pytest.fixture(scope="module")
@@ -55,17 +73,20 @@ def _flat(tree):
 def test_init_rahf_starts_from_the_converted_params_and_its_loss(converted, tmp_path):
   workdir = converted / "converted"
   params, _ = workdir_files.restore_params(str(workdir), _abstract(converted))
-  for source in (str(workdir), str(converted / "rahf_model.pt")):  # a workdir, or the .pt itself
+  # The loss of step 1 is the loss of the initial params on the first batch: computed once from
+  # the converted params directly (both runs train on the same first batch).
+  c = _config(workdir)
+  model_config, model = build_model_from_config(c)
+  batch = next(input_batches.train_batches(c, model_config, start_batch=0))
+  outputs = model.apply({"params": params}, batch["image"], batch["prompt_ids"],
+                        batch["decoder_input_ids"])  # fmt: skip
+  want, _ = losses.compute_losses(outputs, batch, features.MULTI_HEAD, c.loss_weights.to_dict())
+  # The .pt first and the workdir last: the step-0 run below has the workdir run's config, so it
+  # reuses its compiled steps.
+  for source in (str(converted / "rahf_model.pt"), str(workdir)):  # the .pt itself, or a workdir
     c = _config(workdir, rahf=source)
     out = train_and_evaluate(c, str(tmp_path / os.path.basename(source)), stop_at_step=1)
-    # The loss of step 1 is the loss of the initial params on the first batch: recompute it
-    # from the converted params directly.
-    model_config, model = build_model_from_config(c)
-    batch = next(input_batches.train_batches(c, model_config, start_batch=0))
-    outputs = model.apply({"params": params}, batch["image"], batch["prompt_ids"],
-                          batch["decoder_input_ids"])  # fmt: skip
-    want, _ = losses.compute_losses(outputs, batch, features.MULTI_HEAD, c.loss_weights.to_dict())
-    np.testing.assert_allclose(out["train_losses"][1], float(want), rtol=1e-5)
+    np.testing.assert_allclose(out["train_losses"][1], float(want), rtol=1e-5, err_msg=source)
   # Step 0's state is exactly the converted params (a run stopped before its first step).
   c = _config(workdir, rahf=str(workdir))
   state = train_and_evaluate(c, str(tmp_path / "zero"), stop_at_step=0)["state"]
@@ -82,7 +103,6 @@ def _abstract(converted):
 
 
 def test_init_vit_and_t5_from_hugging_face_files_rest_random(converted, tmp_path):
-  from torch_testlib import T5, VIT
   from transformers import T5Config, T5ForConditionalGeneration, ViTConfig, ViTModel
 
   vit = ViTModel(ViTConfig(**VIT))
@@ -108,10 +128,10 @@ def test_init_vit_and_t5_from_hugging_face_files_rest_random(converted, tmp_path
 def test_init_with_a_mismatched_file_names_the_entry(converted, tmp_path):
   from transformers import ViTConfig, ViTModel
 
-  ViTModel(ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, image_size=32, patch_size=8)).save_pretrained(
-    tmp_path / "vit"
-  )  # fmt: skip
+  # The converted model's depth (VIT), half its width: only the shapes mismatch.
+  ViTModel(ViTConfig(hidden_size=32, num_hidden_layers=VIT["num_hidden_layers"],
+                     num_attention_heads=2, intermediate_size=64, image_size=32,
+                     patch_size=8)).save_pretrained(tmp_path / "vit")  # fmt: skip
   c = _config(converted / "converted", vit=str(tmp_path / "vit"))
   with pytest.raises(ValueError, match=r"ViT weights .* has shape .* in the checkpoint"):
     train_and_evaluate(c, str(tmp_path / "bad"), stop_at_step=0)
