@@ -158,13 +158,16 @@ def test_resume_equals_uninterrupted_on_the_seqio_pipeline(tmp_path):
     vocabulary=vocab.demo_vocabulary(), suffix="_train_loop_test",
     source=_seqio_fakes().fake_source(),
   )  # fmt: skip
-  config = _config(num_train_steps=6, checkpoint_every=3, eval_every=0, best_metric="")
+  # The other tests' config (its schedule spans STEPS), stopped at step 6 before any evaluation:
+  # the same compiled train step as theirs, only the data differs.
+  config = _config()
   config.data.source = "tfds"
   config.data.task_name = names["multihead"]
-  full = loop.train_and_evaluate(config, str(tmp_path / "full"))
+  full = loop.train_and_evaluate(config, str(tmp_path / "full"), stop_at_step=6)
   loop.train_and_evaluate(config, str(tmp_path / "resumed"), stop_at_step=3)
-  resumed = loop.train_and_evaluate(config, str(tmp_path / "resumed"))
-  assert resumed["start_step"] == 3
+  resumed = loop.train_and_evaluate(config, str(tmp_path / "resumed"), stop_at_step=6)
+  assert resumed["start_step"] == 3 and int(resumed["state"].step) == 6
+  assert not full["eval"] and not resumed["eval"]
   for s in range(4, 7):
     np.testing.assert_allclose(resumed["train_losses"][s], full["train_losses"][s], rtol=1e-6)
   for a, b in zip(jax.tree.leaves(resumed["state"]), jax.tree.leaves(full["state"]), strict=True):
