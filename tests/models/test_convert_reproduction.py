@@ -14,6 +14,7 @@ while a wrong mapping (a transposed kernel, a mis-ordered flatten, a missing nor
 outputs by O(0.1-1).
 """
 
+import functools
 import os
 import subprocess
 import sys
@@ -61,6 +62,12 @@ def converted(torch_model, tmp_path_factory):
   return out
 
 
+@pytest.fixture(scope="module")
+def predictor(converted):
+  """The converted workdir's predictor, loaded once (HF's generate decodes free, so ours does)."""
+  return Predictor.from_workdir(str(converted), decoding="free")
+
+
 def _inputs(seed=0):
   rs = np.random.RandomState(seed)
   image = rs.uniform(-1, 1, (len(PROMPTS), 32, 32, 3)).astype(np.float32)
@@ -69,8 +76,7 @@ def _inputs(seed=0):
   return image, ids
 
 
-def test_converted_config_reads_every_size_off_the_state_dict(converted):
-  predictor = Predictor.from_workdir(str(converted))
+def test_converted_config_reads_every_size_off_the_state_dict(predictor):
   c = predictor.model_config
   assert (c.image_size, c.vit.width, c.vit.depth, c.vit.num_heads, c.vit.patch_size) == (
     32, 64, 2, 2, 8
@@ -85,9 +91,8 @@ def test_converted_config_reads_every_size_off_the_state_dict(converted):
   )  # fmt: skip
 
 
-def test_converted_heads_and_greedy_ids_equal_the_torch_model(torch_model, converted):
+def test_converted_heads_and_greedy_ids_equal_the_torch_model(torch_model, predictor):
   image, ids = _inputs()
-  predictor = Predictor.from_workdir(str(converted), decoding="free")  # HF's generate is free
   prompt_ids = predictor.encode_prompts(PROMPTS)  # padded to 128: padding is masked out
   assert [list(r[: len(i)]) for r, i in zip(prompt_ids, ids, strict=True)] == ids
   ours = predictor.heads(image, prompt_ids)
@@ -109,13 +114,12 @@ def test_converted_heads_and_greedy_ids_equal_the_torch_model(torch_model, conve
   assert np.ptp([ours["score_plausibility"]]) > 1e-3
 
 
-def test_converted_decoder_logits_equal_teacher_forced_torch(torch_model, converted):
+def test_converted_decoder_logits_equal_teacher_forced_torch(torch_model, predictor):
   image, ids = _inputs(1)
-  predictor = Predictor.from_workdir(str(converted))
   model = predictor.setup.model
   dec = np.array([[0, 5, 9, 17, 3, 1]], np.int32)
   prompt_ids = jnp.asarray(predictor.encode_prompts(PROMPTS[:1]))
-  ours = model.apply({"params": predictor.params}, jnp.asarray(image[:1]), prompt_ids, dec)
+  ours = jax.jit(model.apply)({"params": predictor.params}, jnp.asarray(image[:1]), prompt_ids, dec)
   pixels = torch.from_numpy(image[:1].transpose(0, 3, 1, 2))
   with torch.no_grad():
     _, _, logits = torch_model(pixels, torch.tensor([ids[0]]), torch.from_numpy(dec).long())
@@ -139,6 +143,7 @@ def hf_backbones(tmp_path_factory):
   return vit, t5, tmp
 
 
+@functools.cache  # the model and its initial parameters, for both tests that load into them
 def _tiny_like_hf():
   c = get_model_config("tiny", features.MULTI_HEAD)
   c.update({"image_size": 32, "dtype": "float32", "vit": {"layer_norm_epsilon": 1e-12}})
@@ -157,7 +162,8 @@ def test_hf_vit_and_t5_load_and_match_transformers(hf_backbones):
   image = rs.uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
   with torch.no_grad():
     want = vit(pixel_values=torch.from_numpy(image.transpose(0, 3, 1, 2))).last_hidden_state
-  got = model.apply({"params": loaded}, jnp.asarray(image), method=lambda m, x: m.vit(x))
+  vit_apply = jax.jit(functools.partial(model.apply, method=lambda m, x: m.vit(x)))
+  got = vit_apply({"params": loaded}, jnp.asarray(image))
   np.testing.assert_allclose(got, want.numpy(), atol=ATOL)
 
   # T5 encoder over given embeddings (no padding) and the decoder's logits.
@@ -171,8 +177,9 @@ def test_hf_vit_and_t5_load_and_match_transformers(hf_backbones):
     encoded = m.encoder(x, jnp.ones(x.shape[:2], bool))
     return encoded, m.decoder(d, encoded, jnp.ones(x.shape[:2], bool))
 
-  got_enc, got_logits = model.apply({"params": loaded}, jnp.asarray(embeds), jnp.asarray(dec),
-                                    method=encode_decode)  # fmt: skip
+  got_enc, got_logits = jax.jit(functools.partial(model.apply, method=encode_decode))(
+    {"params": loaded}, jnp.asarray(embeds), jnp.asarray(dec)
+  )
   np.testing.assert_allclose(got_enc, enc.numpy(), atol=ATOL)
   np.testing.assert_allclose(got_logits, logits.numpy(), atol=ATOL)
 
