@@ -26,7 +26,7 @@ def test_reward_equals_the_scorers_mix(which, request):
   pixels = _pixels(2, size)  # at the model's size: no resize on either path
   images = [np.round(p * 255).astype(np.uint8) for p in pixels]
   results = scorer.score(images, PROMPTS)
-  reward = scorer.reward_fn(WEIGHTS)
+  reward = jax.jit(scorer.reward_fn(WEIGHTS))  # one program, not the model op by op
   r = reward(
     scorer.params,
     jnp.asarray(np.stack(images) / 255.0, jnp.float32),
@@ -55,8 +55,9 @@ def test_jit_vmap_and_sharding_agree(scorer):
   ids = jnp.asarray(scorer.encode_prompts(PROMPTS * 4))
   eager = np.asarray(reward(scorer.params, images, ids))
   jitted = np.asarray(jax.jit(reward)(scorer.params, images, ids))
+  # vmap's batching rules, jitted (eager, each batched op would run on its own): against eager
   vmapped = np.asarray(
-    jax.vmap(reward, in_axes=(None, 0, 0))(scorer.params, images[:, None], ids[:, None])
+    jax.jit(jax.vmap(reward, in_axes=(None, 0, 0)))(scorer.params, images[:, None], ids[:, None])
   )[:, 0]
   mesh = jax.make_mesh((8,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
   batch, replicated = (
@@ -89,7 +90,7 @@ def test_gradient_matches_central_differences_in_float64(scorer):
   cfg.dtype, cfg.param_dtype = "float64", "float64"
   ids = jnp.asarray(scorer.encode_prompts(PROMPTS[:1]))
   x32 = _pixels(1, 48, seed=2)  # 48 x 48: the resize to 64 is part of the differentiated path
-  r32 = float(scorer.reward_fn(WEIGHTS)(scorer.params, jnp.asarray(x32), ids)[0])
+  r32 = float(jax.jit(scorer.reward_fn(WEIGHTS))(scorer.params, jnp.asarray(x32), ids)[0])
   with jax.enable_x64(True):
     reward = reward_fn(build_model(cfg), WEIGHTS)
     params = jax.tree.map(lambda p: jnp.asarray(p, jnp.float64), scorer.params)
