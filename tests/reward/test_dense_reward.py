@@ -52,11 +52,11 @@ def test_dense_reward_is_the_scalar_reward_times_one_minus_the_scorers_heatmap(s
   results = scorer.score(images, [PROMPT] * 2, heatmaps=True)
   x = jnp.asarray(np.stack(images) / 255.0, jnp.float32)
   ids = scorer.encode_prompts([PROMPT] * 2)
-  dense = np.asarray(scorer.reward_fn(dense=True)(scorer.params, x, ids))
+  dense = np.asarray(jax.jit(scorer.reward_fn(dense=True))(scorer.params, x, ids))
   assert dense.shape == (2, 64, 64)
   for d, res in zip(dense, results, strict=True):
     np.testing.assert_allclose(d, res.overall * (1 - res.implausibility_heatmap), atol=1e-3)
-  heat = scorer.reward_fn(dense=True, dense_size="heatmap")(scorer.params, x, ids)
+  heat = jax.jit(scorer.reward_fn(dense=True, dense_size="heatmap"))(scorer.params, x, ids)
   assert heat.shape == (2, 32, 32)  # the tiny model's heatmap_size
 
 
@@ -67,8 +67,9 @@ def test_jit_and_vmap_agree(scorer):
   ids = jnp.asarray(scorer.encode_prompts([PROMPT, "a cat on a mat"] * 2))
   eager = np.asarray(reward(scorer.params, x, ids))
   jitted = np.asarray(jax.jit(reward)(scorer.params, x, ids))
-  vmapped = np.asarray(jax.vmap(reward, in_axes=(None, 0, 0))(scorer.params, x[:, None],
-                                                               ids[:, None]))[:, 0]  # fmt: skip
+  # vmap's batching rules, jitted (eager, each batched op would run on its own): against eager
+  vmapped = np.asarray(jax.jit(jax.vmap(reward, in_axes=(None, 0, 0)))(
+    scorer.params, x[:, None], ids[:, None]))[:, 0]  # fmt: skip
   assert eager.shape == (4, 40, 40) and np.ptp(eager) > 1e-3
   np.testing.assert_allclose(jitted, eager, atol=1e-6)
   np.testing.assert_allclose(vmapped, eager, atol=1e-6)
@@ -80,7 +81,7 @@ def test_augmented_variant_runs_one_pass_per_heatmap(augmented_scorer):
   results = s.score(images, [PROMPT] * 2, heatmaps=True)
   x = jnp.asarray(np.stack(images) / 255.0, jnp.float32)
   weights = {"implausibility": 0.5, "misalignment": 0.5}
-  dense = np.asarray(s.reward_fn(dense=True, heatmap_weights=weights)(
+  dense = np.asarray(jax.jit(s.reward_fn(dense=True, heatmap_weights=weights))(
     s.params, x, s.encode_prompts([PROMPT] * 2)))  # fmt: skip
   for d, res in zip(dense, results, strict=True):
     expected = res.overall * (1 - 0.5 * res.implausibility_heatmap - 0.5 * res.misalignment_heatmap)
@@ -141,13 +142,13 @@ def test_gradient_concentrates_on_the_marked_region(scorer, marking_params):
   x, masks = _square_scenes(np.random.default_rng(99), 4, scorer.image_size)
   x = jnp.asarray(x)
   ids = jnp.asarray(scorer.encode_prompts([PROMPT] * 4))
-  dense = scorer.reward_fn(dense=True, score_gradient=False)
+  dense = jax.jit(scorer.reward_fn(dense=True, score_gradient=False))
   values = np.asarray(dense(marking_params, x, ids))
-  scalar = np.asarray(scorer.reward_fn()(marking_params, x, ids))
+  scalar = np.asarray(jax.jit(scorer.reward_fn())(marking_params, x, ids))
   heat = 1 - values / scalar[:, None, None]  # the implausibility map at the image's pixels
   for i in range(4):  # the model marks the square: heat inside ~0.45, outside 0.02-0.05
     assert heat[i][masks[i]].mean() > 5 * heat[i][~masks[i]].mean()
-  grad = jax.grad(lambda x: dense(marking_params, x, ids).sum())(x)
+  grad = jax.jit(jax.grad(lambda x: dense(marking_params, x, ids).sum()))(x)
   mass = np.abs(np.asarray(grad)).sum(-1)
   inside = np.array([mass[i][masks[i]].sum() / mass[i].sum() for i in range(4)])
   area = masks.mean(axis=(1, 2))
