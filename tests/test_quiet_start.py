@@ -72,6 +72,7 @@ def _cli(*args, **env_overrides):
   )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_a_command_prints_only_its_own_lines(tmp_path):
   # `eval` imports TensorFlow and starts JAX before it finds that the workdir is not one.
   missing = tmp_path / "no_run"

@@ -82,6 +82,7 @@ def _replay(ids, copy_ids, can_mark, mark):
   return decisions
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mark_bias", [0.0, 0.3], ids=["no bias", "bias 0.3"])
 @pytest.mark.parametrize("mark", [(7,), (7, 11)], ids=["one-token mark", "two-token mark"])
 def test_output_is_the_copy_with_the_decoders_mark_choices(mark, mark_bias):
@@ -113,6 +114,7 @@ def test_output_is_the_copy_with_the_decoders_mark_choices(mark, mark_bias):
   assert seen[True] > 0 and seen[False] > 0, seen
 
 
+@pytest.mark.slow
 def test_no_mark_allowed_gives_the_copy():
   model, variables, image, prompt, copy_ids, _ = _setup(batch=3)
   ids = constrained_decode(
@@ -121,6 +123,7 @@ def test_no_mark_allowed_gives_the_copy():
   np.testing.assert_array_equal(np.asarray(ids), copy_ids)
 
 
+@pytest.mark.slow
 def test_a_large_mark_bias_marks_every_allowed_place_and_a_negative_one_none():
   model, variables, image, prompt, copy_ids, can_mark = _setup(batch=4)
   mark = np.array([7])

@@ -76,6 +76,7 @@ def _inputs(seed=0):
   return image, ids
 
 
+@pytest.mark.slow
 def test_converted_config_reads_every_size_off_the_state_dict(predictor):
   c = predictor.model_config
   assert (c.image_size, c.vit.width, c.vit.depth, c.vit.num_heads, c.vit.patch_size) == (
@@ -91,6 +92,7 @@ def test_converted_config_reads_every_size_off_the_state_dict(predictor):
   )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_converted_heads_and_greedy_ids_equal_the_torch_model(torch_model, predictor):
   image, ids = _inputs()
   prompt_ids = predictor.encode_prompts(PROMPTS)  # padded to 128: padding is masked out
@@ -114,6 +116,7 @@ def test_converted_heads_and_greedy_ids_equal_the_torch_model(torch_model, predi
   assert np.ptp([ours["score_plausibility"]]) > 1e-3
 
 
+@pytest.mark.slow
 def test_converted_decoder_logits_equal_teacher_forced_torch(torch_model, predictor):
   image, ids = _inputs(1)
   model = predictor.setup.model
@@ -153,6 +156,7 @@ def _tiny_like_hf():
   return c, model, jax.tree.map(np.asarray, params)
 
 
+@pytest.mark.slow
 def test_hf_vit_and_t5_load_and_match_transformers(hf_backbones):
   vit, t5, tmp = hf_backbones
   c, model, params = _tiny_like_hf()

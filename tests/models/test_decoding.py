@@ -41,6 +41,7 @@ def _setup():
   return model, variables, image, prompt, targets
 
 
+@pytest.mark.slow
 def test_cached_steps_equal_teacher_forced_logits():
   model, variables, image, prompt, targets = _setup()
   encoded, mask = jax.jit(functools.partial(model.apply, method=model.encode))(
@@ -74,6 +75,7 @@ def test_cached_steps_equal_teacher_forced_logits():
     np.testing.assert_allclose(step[:, 0], full[:, t], rtol=_F64_TOL, atol=_F64_TOL)
 
 
+@pytest.mark.slow
 def test_greedy_with_cache_equals_without():
   model, variables, image, prompt, _ = _setup()
   with_cache = greedy_decode(model, variables, image, prompt, max_length=8)

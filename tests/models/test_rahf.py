@@ -125,6 +125,7 @@ def test_every_registered_size_is_count_checked():
 _F64_TOL = 1024 * float(np.finfo(np.float64).eps)
 
 
+@pytest.mark.slow
 def test_prompt_padding_changes_nothing():
   """Extra PAD tokens after the prompt leave every head and the decoder logits unchanged."""
   with jax.enable_x64(True):

@@ -277,6 +277,7 @@ def _head_check(**options):
     return diff
 
 
+@pytest.mark.slow
 def test_subpixel_heatmap_head_same_outputs_and_gradients():
   _head_check(upsample_impl="subpixel")
 
@@ -301,6 +302,7 @@ def test_heatmap_head_remat_same_outputs_and_gradients(policy):
   _head_check(remat=policy, upsample_impl="subpixel")
 
 
+@pytest.mark.slow
 def test_all_options_together_in_the_whole_model(monkeypatch):
   """Every option at once (the cuDNN branch with XLA's formula standing in for the kernel, its
   odd-length padding included: encoder 65 + 8 = 73 and decoder 5 positions; backbone and head

@@ -6,6 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from rahf_jax.models import t5_layers
 
@@ -103,6 +104,7 @@ def _check_attention():
   np.testing.assert_allclose(out2, out, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_remat_policies_give_identical_gradients_with_dropout():
   """Rematerialised blocks (static deterministic/decode flags) recompute exactly, with dropout.
 

@@ -77,6 +77,7 @@ def test_any_resolution_divisible_by_patch():
     jax.eval_shape(_zero_depth_vit(32, 8).init, jax.random.key(0), jnp.zeros((1, 48, 48, 3)))
 
 
+@pytest.mark.slow
 def test_conv_stem_against_numpy():
   """stem="conv": 3x3 stride-2 convs (SAME padding, ReLU) then a 1x1 embedding, in float64."""
   with jax.enable_x64(True):

@@ -158,6 +158,7 @@ def test_repair_rows_by_the_truth_with_a_perfect_heatmap():
   assert gt["flaw_pixels_painted"] > rnd["flaw_pixels_painted"]
 
 
+@pytest.mark.slow
 def test_demo_applications_end_to_end_on_a_tiny_model(workdir, tmp_path):
   out = tmp_path / "demo_out"
   with pytest.raises(FileNotFoundError, match="holds no finished demo.*make demo"):

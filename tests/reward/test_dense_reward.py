@@ -45,6 +45,7 @@ def _pixels(n, size, seed=0):
   return np.random.default_rng(seed).uniform(0.1, 0.9, (n, size, size, 3)).astype(np.float32)
 
 
+@pytest.mark.slow
 def test_dense_reward_is_the_scalar_reward_times_one_minus_the_scorers_heatmap(scorer):
   """At the model's image size the map equals R * (1 - implausibility) of the Scorer's results,
   whose heatmaps are resized by a different (PIL) bilinear resize: equal within 1e-3."""
@@ -60,6 +61,7 @@ def test_dense_reward_is_the_scalar_reward_times_one_minus_the_scorers_heatmap(s
   assert heat.shape == (2, 32, 32)  # the tiny model's heatmap_size
 
 
+@pytest.mark.slow
 def test_jit_and_vmap_agree(scorer):
   maps = {"implausibility": 0.6, "misalignment": 0.4}
   reward = scorer.reward_fn({"overall": 1.0, "plausibility": 0.5}, dense=True, heatmap_weights=maps)
@@ -75,6 +77,7 @@ def test_jit_and_vmap_agree(scorer):
   np.testing.assert_allclose(vmapped, eager, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_augmented_variant_runs_one_pass_per_heatmap(augmented_scorer):
   s = augmented_scorer
   images = [np.round(p * 255).astype(np.uint8) for p in _pixels(2, 64, seed=6)]
@@ -133,6 +136,7 @@ def marking_params(scorer):
   return params
 
 
+@pytest.mark.slow
 def test_gradient_concentrates_on_the_marked_region(scorer, marking_params):
   """|d sum(R_dense) / d pixels| with score_gradient=False: the share of its mass on the marked
   square against the square's share of the image. Measured on these four scenes: 1.5 to 4.9

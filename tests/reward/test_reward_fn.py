@@ -19,6 +19,7 @@ def _pixels(n, size, seed=0):
   return np.random.default_rng(seed).uniform(0.1, 0.9, (n, size, size, 3)).astype(np.float32)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("which", ["scorer", "augmented_scorer"])
 def test_reward_equals_the_scorers_mix(which, request):
   scorer = request.getfixturevalue(which)
@@ -49,6 +50,7 @@ def test_prefixed_ids_equal_encoding_the_augmented_text(augmented_scorer):
     )
 
 
+@pytest.mark.slow
 def test_jit_vmap_and_sharding_agree(scorer):
   reward = scorer.reward_fn(WEIGHTS)
   images = jnp.asarray(_pixels(8, 40, seed=1))  # resized inside to the model's 64 x 64
@@ -74,6 +76,7 @@ def test_jit_vmap_and_sharding_agree(scorer):
   assert len(set(np.round(eager, 6))) > 1  # not a constant
 
 
+@pytest.mark.slow
 def test_gradient_matches_central_differences_in_float64(scorer):
   """d/dh reward(x + h v) at 0 (autodiff) against the central difference D(h), in float64.
 
@@ -110,6 +113,7 @@ def test_gradient_matches_central_differences_in_float64(scorer):
   assert abs(derivative - d1) <= tolerance, (derivative, d1, d2, delta)
 
 
+@pytest.mark.slow
 def test_gradient_ascent_on_pixels_raises_the_reward(scorer):
   reward = scorer.reward_fn()
   ids = jnp.asarray(scorer.encode_prompts(PROMPTS))
@@ -126,6 +130,7 @@ def test_gradient_ascent_on_pixels_raises_the_reward(scorer):
   assert values[-1] - float(first) > 0.01, values
 
 
+@pytest.mark.slow
 def test_the_toy_generator_example_learns(scorer):
   import optax
 

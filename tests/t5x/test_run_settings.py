@@ -134,6 +134,7 @@ def test_gin_files_copy_no_config_values():
     assert binding in rahf_gin
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", F.VARIANTS)
 def test_adapter_loss_and_update_equal_the_native_train_step(variant):
   """Same params and batch: run_settings.loss_fn + the t5x route's optax chain give the native
@@ -204,6 +205,7 @@ def _assert_same_update(params, ours, theirs):
   assert np.sqrt(diff / sq) < 1e-3
 
 
+@pytest.mark.slow
 def test_pretrained_start_is_read_by_the_init_not_compiled_into_it(tmp_path):
   """config.init.rahf = a native workdir: t5x's init (jitted) returns its params; tracing the
   init for shapes reads nothing."""

@@ -70,6 +70,7 @@ def _flat(tree):
   return flax.traverse_util.flatten_dict(jax.device_get(tree), sep="/")
 
 
+@pytest.mark.slow
 def test_init_rahf_starts_from_the_converted_params_and_its_loss(converted, tmp_path):
   workdir = converted / "converted"
   params, _ = workdir_files.restore_params(str(workdir), _abstract(converted))
@@ -102,6 +103,7 @@ def _abstract(converted):
   return InferenceSetup.from_config(load_config(str(converted / "converted"))).abstract_params
 
 
+@pytest.mark.slow
 def test_init_vit_and_t5_from_hugging_face_files_rest_random(converted, tmp_path):
   from transformers import T5Config, T5ForConditionalGeneration, ViTConfig, ViTModel
 

@@ -44,6 +44,7 @@ def _close(got, want) -> bool:
   return float(np.max(np.abs(got - want))) <= _F64_RTOL * max(float(np.max(np.abs(want))), 1.0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
   "variant,k,rules_name",
   [(features.MULTI_HEAD, 4, "fsdp"), (features.AUGMENTED_PROMPT, 2, "dp")],

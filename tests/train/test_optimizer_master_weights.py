@@ -65,6 +65,7 @@ def test_float32_is_the_plain_optimizer():
     optimizer.make_optimizer(_config(param_dtype="float16"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("accum", [1, 2])
 def test_master_weights_equal_an_fp32_run_fed_the_same_gradients(accum):
   cfg = dict(grad_accum_steps=accum)

@@ -95,6 +95,7 @@ def _step_fn(model):
   return step
 
 
+@pytest.mark.slow
 def test_expected_parameter_shardings(tiny):
   specs = tiny[3]
   mesh = partitioning.make_mesh(*MESHES["fsdp_tp"])
@@ -130,6 +131,7 @@ def test_indivisible_dimensions_are_replicated():
   assert fitted["batch"].spec == P(None)
 
 
+@pytest.mark.slow
 def test_state_with_channels_the_fsdp_axis_does_not_divide():
   """A score-head conv with 12 input channels on an fsdp axis of 8: the params still build on
   their shardings, that kernel replicated, the others sharded (before, jax refused the init)."""
@@ -167,6 +169,7 @@ def _assert_close_to_scale(got, want, rtol, what):
   assert err <= rtol * scale, (what, err, scale)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rules_name", sorted(MESHES))
 def test_sharded_step_equals_unsharded(tiny, rules_name):
   dtype, model, params, specs, batch, (ref_value, ref_out, ref_params) = tiny

@@ -28,6 +28,7 @@ def _spec_axes(sharding: NamedSharding) -> set:
   return axes - {None}
 
 
+@pytest.mark.slow
 def test_fsdp_abstract_state_matches_init_and_equals_one_device(setup):
   model, tx, batch = setup
   rules = partitioning.LOGICAL_AXIS_RULES["fsdp"]

@@ -32,6 +32,7 @@ def _train_step(model, tx, cfg, mesh, rules, shardings):
   )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_float32_train_step_is_the_plain_optax_step():
   """param_dtype float32: bit-for-bit the step without master weights (tx.update, apply)."""
   model, tx, cfg, batches = _setup("float32")
