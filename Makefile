@@ -30,7 +30,7 @@ install: $(STAMP)  ## make .venv and install -e .[dev] (done automatically by te
 test: $(STAMP)  ## run every test (CPU, 8 fake devices); about 27 minutes on 2 cores
 	$(PY) -m pytest -n 2 --dist loadfile -q -rs tests
 
-test-fast: $(STAMP)  ## the tests without the slow end-to-end ones
+test-fast: $(STAMP)  ## the quick tier: tests not marked slow (no training, serving or big compile); about 3 minutes on 2 cores
 	$(PY) -m pytest -n 2 --dist loadfile -q -m 'not slow' tests
 
 demo: $(STAMP)  ## synthetic RichHF data -> tfds build -> train tiny -> evaluate -> $(DEMO_OUT)/
