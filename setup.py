@@ -93,7 +93,11 @@ setuptools.setup(
   long_description=open("README.md", encoding="utf-8").read(),
   long_description_content_type="text/markdown",
   python_requires=">=3.11",
-  packages=setuptools.find_packages(include=["rahf_jax", "rahf_jax.*"]),
+  # Namespace discovery also names the data folders (dummy_data, vocab) as packages, which their
+  # package_data needs; plain find_packages made setuptools warn about each at every install.
+  packages=setuptools.find_namespace_packages(
+    include=["rahf_jax", "rahf_jax.*"], exclude=["*.__pycache__"]
+  ),
   package_data={
     "rahf_jax.data.richhf18k": ["*.tsv", "*.bib", "*.md", "dummy_data/*", "dummy_data/**/*"],
     "rahf_jax.data": ["vocab/*"],
