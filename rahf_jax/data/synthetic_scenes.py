@@ -221,6 +221,33 @@ def _apply_artifacts(rng, img, objects, size):
   return artifacts
 
 
+def prompt_tokens(objects, background: str, bg_wrong: bool, template) -> list[tuple[str, int]]:
+  """The prompt as (token, label) pairs for `objects` (dicts with colour, shape, fate) in order,
+  on `background`, worded by `template` (one of TEMPLATES); label 0 marks a misaligned word."""
+  tokens = []
+  for i, o in enumerate(objects):
+    if i and i == len(objects) - 1:
+      tokens.append(("and", 1))
+    colour_ok = o["fate"] not in ("missing", "wrong_colour")
+    shape_ok = o["fate"] not in ("missing", "wrong_shape")
+    sep = "," if len(objects) > 2 and i < len(objects) - 2 else ""
+    tokens += [
+      (_article(o["colour"]), 1),
+      (o["colour"], int(colour_ok)),
+      (o["shape"] + sep, int(shape_ok)),
+    ]
+  pre, delimiter, post = template
+  last_word, last_label = tokens[-1]
+  tokens[-1] = (last_word + delimiter, last_label)
+  post_tokens = []
+  for w in post:
+    if w == "{bg}":
+      post_tokens.append((background, int(not bg_wrong)))
+    else:
+      post_tokens.append((_article(background) if w == "{a}" else w, 1))
+  return [(w, 1) for w in pre] + tokens + post_tokens
+
+
 def make_scene(rng: np.random.Generator, size: int = 256, uid: str | None = None) -> Scene:
   """Draws one random scene (prompt, image, labels, maps, scores) from `rng`."""
   uid = uid or new_uid(rng)
@@ -255,28 +282,8 @@ def make_scene(rng: np.random.Generator, size: int = 256, uid: str | None = None
   drawn_bg = rng.choice([c for c in names if c != bg]) if bg_wrong else bg
 
   # Prompt as (token, label) pairs; tokens hold at most a trailing delimiter.
-  tokens = []
-  for i, o in enumerate(objects):
-    if i and i == len(objects) - 1:
-      tokens.append(("and", 1))
-    colour_ok = o["fate"] not in ("missing", "wrong_colour")
-    shape_ok = o["fate"] not in ("missing", "wrong_shape")
-    sep = "," if len(objects) > 2 and i < len(objects) - 2 else ""
-    tokens += [
-      (_article(o["colour"]), 1),
-      (o["colour"], int(colour_ok)),
-      (o["shape"] + sep, int(shape_ok)),
-    ]
-  pre, delimiter, post = TEMPLATES[rng.integers(len(TEMPLATES))]
-  last_word, last_label = tokens[-1]
-  tokens[-1] = (last_word + delimiter, last_label)
-  post_tokens = []
-  for w in post:
-    if w == "{bg}":
-      post_tokens.append((bg, int(not bg_wrong)))
-    else:
-      post_tokens.append((_article(bg) if w == "{a}" else w, 1))
-  all_tokens = [(w, 1) for w in pre] + tokens + post_tokens
+  template = TEMPLATES[rng.integers(len(TEMPLATES))]
+  all_tokens = prompt_tokens(objects, bg, bg_wrong, template)
   prompt = " ".join(t for t, _ in all_tokens)
   words = [t.rstrip(",.") for t, _ in all_tokens]
   labels = [label for _, label in all_tokens]

@@ -111,37 +111,10 @@ def repaired_truth(scene: S.Scene, painted: np.ndarray, coverage: float = REPAIR
 # A scene for the same prompt: make_scene's steps after the prompt's objects are chosen.
 
 
-def prompt_tokens(objects, background: str, bg_wrong: bool, template) -> list[tuple[str, int]]:
-  """make_scene's prompt as (token, label) pairs for `objects` (dicts with colour, shape,
-  fate) in order, on `background`, worded by `template` (one of synthetic_scenes.TEMPLATES)."""
-  tokens = []
-  for i, o in enumerate(objects):
-    if i and i == len(objects) - 1:
-      tokens.append(("and", 1))
-    colour_ok = o["fate"] not in ("missing", "wrong_colour")
-    shape_ok = o["fate"] not in ("missing", "wrong_shape")
-    sep = "," if len(objects) > 2 and i < len(objects) - 2 else ""
-    tokens += [
-      (S._article(o["colour"]), 1),
-      (o["colour"], int(colour_ok)),
-      (o["shape"] + sep, int(shape_ok)),
-    ]
-  pre, delimiter, post = template
-  last_word, last_label = tokens[-1]
-  tokens[-1] = (last_word + delimiter, last_label)
-  post_tokens = []
-  for w in post:
-    if w == "{bg}":
-      post_tokens.append((background, int(not bg_wrong)))
-    else:
-      post_tokens.append((S._article(background) if w == "{a}" else w, 1))
-  return [(w, 1) for w in pre] + tokens + post_tokens
-
-
 def _template_of(scene: S.Scene):
   objects, bg = scene.latent["objects"], scene.latent["background"]
   for template in S.TEMPLATES:
-    if " ".join(t for t, _ in prompt_tokens(objects, bg, False, template)) == scene.prompt:
+    if " ".join(t for t, _ in S.prompt_tokens(objects, bg, False, template)) == scene.prompt:
       return template
   raise ValueError(f"scene {scene.uid}: its prompt {scene.prompt!r} matches no template.")
 
@@ -183,7 +156,7 @@ def candidate_scene(scene: S.Scene, rng: np.random.Generator) -> S.Scene:
                         drawn_colour=str(drawn_colour), drawn_shape=str(drawn_shape)))  # fmt: skip
   bg_wrong = rng.random() < WRONG_BACKGROUND_PROB
   drawn_bg = rng.choice([c for c in names if c != bg]) if bg_wrong else bg
-  all_tokens = prompt_tokens(objects, bg, bg_wrong, template)
+  all_tokens = S.prompt_tokens(objects, bg, bg_wrong, template)
   words = [t.rstrip(",.") for t, _ in all_tokens]
   labels = [label for _, label in all_tokens]
 

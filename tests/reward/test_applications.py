@@ -33,7 +33,7 @@ def test_the_truth_is_make_scenes_own():
       scene.image, lat["coverage"], lat["artifacts"], attribute
     ) == pytest.approx(lat["true_scores"], abs=1e-12)
     bg_wrong = lat["drawn_background"] != lat["background"]
-    tokens = T.prompt_tokens(lat["objects"], lat["background"], bg_wrong, T._template_of(scene))
+    tokens = S.prompt_tokens(lat["objects"], lat["background"], bg_wrong, T._template_of(scene))
     assert " ".join(t for t, _ in tokens) == scene.prompt and [x for _, x in tokens] == scene.labels
 
 
