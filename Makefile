@@ -39,10 +39,10 @@ demo: $(STAMP)  ## synthetic RichHF data -> tfds build -> train tiny -> evaluate
 data: $(STAMP)  ## only make the demo's synthetic RichHF-format data and build it with tfds
 	$(VENV)/bin/rahf-jax demo --out $(DEMO_OUT) --data_only
 
-bench: $(STAMP)  ## CPU benchmark of the tiny config (GPU: see bench/README.md)
-	$(PY) bench/bench_model.py --sizes tiny --variants multihead,augmented
+bench: $(STAMP)  ## CPU benchmark of the 64-px test model (GPU: see bench/README.md)
+	$(PY) bench/bench_model.py --sizes test --variants multihead,augmented
 	$(PY) bench/bench_input_pipeline.py
-	$(PY) bench/bench_reward.py --size tiny --batch_sizes 1,8,32
+	$(PY) bench/bench_reward.py --size test --batch_sizes 1,8,32
 
 lint: $(STAMP)  ## ruff check + format check
 	$(VENV)/bin/ruff check .

@@ -18,7 +18,7 @@ in-memory batches, one device, and reports per (size, variant, batch size):
   plan GiB       XLA's planned bytes for the compiled train step (arguments+outputs+temps)
 
 Examples:
-  python bench/bench_model.py --sizes tiny --variants multihead,augmented
+  python bench/bench_model.py --sizes test --variants multihead,augmented
   python bench/bench_model.py --runs L16:multihead:16,L16:multihead:32:train+infer \
       --isolate --json /tmp/bench.json
   python bench/bench_model.py --runs L16:multihead:16:lower   # any host: params, XLA FLOPs
@@ -222,7 +222,7 @@ def measure_peak(args) -> dict:
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--sizes", default="tiny", help="comma list: tiny,B16_t5base_384,...")
+  parser.add_argument("--sizes", default="test", help="comma list: test,tiny,B16_t5base_384,...")
   parser.add_argument("--variants", default="multihead", help="comma list: multihead,augmented")
   parser.add_argument("--batch_sizes", default="2", help="comma list of global batch sizes")
   parser.add_argument("--runs", default="", help="explicit size:variant:batch[:parts] list")

@@ -15,8 +15,8 @@ batch split over them; `make bench` and a one-GPU host have one). Parameters are
 initialised (speed does not depend on training); prompts use the demo vocabulary.
 
 Examples:
-  python bench/bench_reward.py --size tiny --batch_sizes 1,8,32           # CPU (make bench)
-  python bench/bench_reward.py --size tiny --batch_sizes 8 --dtype float32   # CPU: f32 compute
+  python bench/bench_reward.py --size test --batch_sizes 1,8,32           # CPU (make bench)
+  python bench/bench_reward.py --size test --batch_sizes 8 --dtype float32   # CPU: f32 compute
   python bench/bench_reward.py --size L16 --batch_sizes 8,16 --json /tmp/reward.json   # GPU
 """
 
@@ -118,7 +118,9 @@ def measure(args, size: str, variant: str, batch: int) -> dict:
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--size", default="tiny", help="tiny | B16 | L16 (or a full size name)")
+  parser.add_argument(
+    "--size", default="test", help="test | tiny | B16 | L16 (or a full size name)"
+  )
   parser.add_argument("--variants", default="multihead", help="comma list: multihead,augmented")
   parser.add_argument("--batch_sizes", default="1,8,32", help="comma list of pairs per call")
   parser.add_argument("--parts", default=",".join(PARTS), help="comma list of " + ",".join(PARTS))

@@ -23,7 +23,7 @@ installed the torch rows say so and ours are timed alone.
 
 Examples:
   python bench/bench_torch_baseline.py                         # L16, batch 1, CPU: infer
-  python bench/bench_torch_baseline.py --size tiny --steps 1   # seconds (the smoke test)
+  python bench/bench_torch_baseline.py --size test --steps 1   # seconds (the smoke test)
   python bench/bench_torch_baseline.py --impls ours --model_overrides '{"upsample_impl":"subpixel"}'
 """
 

@@ -6,7 +6,7 @@
 # ml_collections installed from the carried .whl/ folder. Downloads nothing. Writes
 # $OUT/bench_gpu.json, $OUT/bench_gpu.log and $OUT/nvidia_smi.txt; prints the table last.
 #
-# Dry run on a CPU machine: ALLOW_CPU=1 PYTHON=.venv/bin/python RUNS=tiny:multihead:2 bash ...
+# Dry run on a CPU machine: ALLOW_CPU=1 PYTHON=.venv/bin/python RUNS=test:multihead:2 bash ...
 # Env overrides: RUNS (bench_model.py --runs list), DEADLINE_S (wall seconds for all runs),
 # MODEL=0 / REWARD=0 / TORCH_BASELINE=0 (skip a step), TOTAL_S (the whole call's budget),
 # STEPS, EXTRA (more bench_model.py flags, e.g. EXTRA='--model_overrides {"remat_policy":"full"}').

@@ -1,6 +1,7 @@
 r"""RAHF training configs: `get_config("<size>,<variant>[,runlocal][,reproduction]")`.
 
-  size     tiny | B16_t5base_384 (the paper's backbones) | L16_t5base_384 (the reproduction's)
+  size     tiny (the demo's) | B16_t5base_384 (the paper's backbones) | L16_t5base_384 (the
+           reproduction's) | test (the unit tests' 64-px model); rahf_jax/models/variants.py
   variant  multihead (2 heatmap heads, 4 score heads, decoder) | augmented (type in the prompt)
   runlocal a few steps, for a smoke run of a big size on one host
   reproduction  the PyTorch reproduction's forward pass (decoder reads the prompt part of the
@@ -78,35 +79,22 @@ def get_config(arg: str = "tiny,multihead") -> ml_collections.ConfigDict:
   # The model fields a run may change from the command line, with the size's values
   # (--config.model.overrides.image_size=96); the others are in rahf_jax/models/variants.py.
   model = get_model_config(size, variant)
+  overrides = c.model.overrides
   for field in ("image_size", "dtype", "remat_policy", "decoder_memory"):
-    c.model.overrides[field] = model[field]
-  c.model.overrides.vit = ml_collections.ConfigDict(
-    {"layer_norm_epsilon": model.vit.layer_norm_epsilon}
-  )
+    overrides[field] = model[field]
+  for group, fields in (
+    ("vit", ("layer_norm_epsilon", "patch_size", "depth", "stem", "stem_channels")),
+    ("t5", ("num_encoder_layers",)),
+    ("score_head", ("pool",)),
+    ("heatmap_head", ("init_value",)),
+  ):
+    overrides[group] = ml_collections.ConfigDict({f: model[group][f] for f in fields})
   if "reproduction" in flags:
-    c.model.overrides.decoder_memory = "prompt"
-    c.model.overrides.vit.layer_norm_epsilon = 1e-12
+    overrides.decoder_memory = "prompt"
+    overrides.vit.layer_norm_epsilon = 1e-12
 
   if size == "tiny":
-    # Sized for 2 CPU cores: the demo's training. The model, as measured on the demo's synthetic
-    # data (docs/demo.md): 128x128 input cut into an 8x8 grid of 16x16 cells by a
-    # convolutional stem of 3x3 stride-2 convs with 32, 64, 64, 64 channels (the patch
-    # embedding's one 768->64 matrix left the plausibility PLCC at -0.06 to -0.02 on 3 seeds, the
-    # default stem's 8, 16, 32, 64 channels at 0.28 and 0.34 on 2), 4 ViT and 4 T5 encoder layers
-    # at width 64 (matching prompt objects to image regions needs more than 2), score heads that
-    # pool their features over the grid with learned attention weights (the flatten readout
-    # memorised the 8K training scenes), float32 compute (XLA:CPU runs bfloat16 dots as float32
-    # plus casts).
-    c.model.overrides.image_size = 128
-    c.model.overrides.dtype = "float32"
-    c.model.overrides.vit.patch_size = 16
-    c.model.overrides.vit.depth = 4
-    c.model.overrides.vit.stem = "conv"
-    c.model.overrides.vit.stem_channels = (32, 64, 64, 64)
-    c.model.overrides.t5 = ml_collections.ConfigDict({"num_encoder_layers": 4})
-    c.model.overrides.score_head = ml_collections.ConfigDict({"pool": "attention"})
-    # Maps that start near the annotated pixels' rarity (about 1% of a map) instead of 0.5.
-    c.model.overrides.heatmap_head = ml_collections.ConfigDict({"init_value": 0.01})
+    # The demo's training on 2 CPU cores (the model: rahf_jax/models/variants.py, "tiny").
     c.batch_size = 32
     c.eval_batch_size = 64
     c.num_train_steps = 1500

@@ -18,8 +18,8 @@ raised:
 
   richhf18k_multihead, richhf18k_augmented            T5 vocabulary, image 384, heatmaps 384
                                                       (the 384 model sizes of models/variants.py)
-  richhf18k_multihead_demo, richhf18k_augmented_demo  demo vocabulary, image 64, heatmaps 32
-                                                      (the "tiny" model size)
+  richhf18k_multihead_demo, richhf18k_augmented_demo  demo vocabulary, image 128, heatmaps 32
+                                                      (the "tiny" model size, the demo's)
 
 both over the TFDS data dir in $RAHF_DATA_DIR (TFDS's default data dir when unset). Call
 register_tasks again with your own data dir and sizes to override them or add more.
@@ -53,6 +53,9 @@ MEDIA_FEATURES = ("image",) + tuple(f"heatmap_{h}" for h in F.HEATMAP_TYPES)
 # the demo's two maps were 40% of its input pipeline's time. Larger maps and the image stay
 # encoded (a few KB each) and are decoded by the preprocessors.
 MAX_SOURCE_DECODED_HEATMAP_SIZE = 64
+# The "tiny" model size's input and heatmap resolutions (rahf_jax/models/variants.py), which the
+# default `_demo` tasks are sized for.
+DEMO_IMAGE_SIZE, DEMO_HEATMAP_SIZE = 128, 32
 
 
 def media_decoders(heatmap_size: int | None = None) -> dict:
@@ -239,7 +242,7 @@ def _register_defaults() -> None:
   data_dir = os.environ.get(DATA_DIR_ENV) or None
   defaults = [(384, 384, vocab.t5_vocabulary, "")]
   if os.path.exists(vocab.DEMO_VOCAB_PATH):
-    defaults.append((64, 32, vocab.demo_vocabulary, "_demo"))
+    defaults.append((DEMO_IMAGE_SIZE, DEMO_HEATMAP_SIZE, vocab.demo_vocabulary, "_demo"))
   for image_size, heatmap_size, make_vocabulary, suffix in defaults:
     try:
       register_tasks(

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 from rahf_jax.models import t5_layers
 
 # width, depth, mlp_dim, heads of the standard ViT sizes (big_vision's decode_variant table) plus
-# "tiny", which is ours (CPU tests and the demo).
+# "tiny", which is ours (the "test" and "tiny" model sizes of rahf_jax/models/variants.py).
 _VIT_SIZES = {
   "tiny": (64, 2, 128, 2),
   "Ti": (192, 12, 768, 3),

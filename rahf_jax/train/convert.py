@@ -65,7 +65,9 @@ def reproduction_config(sd, vit_num_heads: int | None = None) -> ml_collections.
   overrides = reproduction_weights.model_overrides(sd, vit_num_heads)
   width = overrides["vit"]["width"]
   c = train_config_defaults()
-  c.model.size = {1024: "L16_t5base_384", 768: "B16_t5base_384"}.get(width, "tiny")
+  # Other widths start from the small "test" size, whose stem, pooling and map init are the
+  # reproduction's (patch embedding, flatten, 0.5); the overrides set every size field.
+  c.model.size = {1024: "L16_t5base_384", 768: "B16_t5base_384"}.get(width, "test")
   c.model.variant = reproduction_weights.variant_of(sd)
   c.model.overrides = ml_collections.ConfigDict({**overrides, "dtype": "float32"})
   c.data.vocabulary = "spiece.model"  # relative to the workdir (predictor.load_config)

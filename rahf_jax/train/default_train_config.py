@@ -18,7 +18,7 @@ def train_config_defaults() -> ml_collections.ConfigDict:
   # Model: `size` and `variant` are passed to rahf_jax.models.get_model_config(size, variant);
   # `overrides` (a dict) is applied on top of the model config it returns.
   c.model = ml_collections.ConfigDict()
-  c.model.size = "tiny"  # "tiny" | "B/16" | "L/16"
+  c.model.size = "tiny"  # test | tiny (the demo's) | B16_t5base_384 | L16_t5base_384
   c.model.variant = "multihead"  # "multihead" | "augmented" (rahf_jax.features.VARIANTS)
   c.model.overrides = ml_collections.ConfigDict()
 

@@ -23,7 +23,7 @@ def test_bench_reward_tiny_prints_every_column(tmp_path):
   out_json = tmp_path / "reward.json"
   args = [
     "--size",
-    "tiny",
+    "test",
     "--batch_sizes",
     "2",
     "--steps",
@@ -57,7 +57,7 @@ def test_bench_reward_tiny_prints_every_column(tmp_path):
   assert lines[-2].startswith("|---") and header == [h for _, h, _ in bench_reward.COLUMNS]
   row = dict(zip(header, cells, strict=True))
   assert (row["size"], row["variant"], row["batch"], row["status"]) == (
-    "tiny",
+    "test",
     "multihead",
     "2",
     "ok",

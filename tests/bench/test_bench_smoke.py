@@ -51,7 +51,7 @@ def test_bench_model_tiny_prints_every_column(tmp_path):
   out_json = tmp_path / "bench.json"
   args = [
     "--sizes",
-    "tiny",
+    "test",
     "--variants",
     "multihead",
     "--batch_sizes",
@@ -77,7 +77,7 @@ def test_bench_model_tiny_prints_every_column(tmp_path):
   assert len(rows) == 1
   row = dict(zip(header, rows[0], strict=True))
   assert (row["size"], row["variant"], row["batch"], row["status"]) == (
-    "tiny",
+    "test",
     "multihead",
     "2",
     "ok",
@@ -110,7 +110,7 @@ def test_bench_model_tiny_prints_every_column(tmp_path):
     assert r["tflops"] == pytest.approx(r["xla_train_flops"] / 2 * r["train_ex_s"] / 1e12)
     return
   assert r["flops_source"] == "analytic"
-  expected_flop = flops.train_flops_per_example(get_model_config("tiny", "multihead"), 16, 8)
+  expected_flop = flops.train_flops_per_example(get_model_config("test", "multihead"), 16, 8)
   assert r["gflop_per_ex"] == pytest.approx(expected_flop / 1e9)
   assert r["tflops"] == pytest.approx(expected_flop * r["train_ex_s"] / 1e12)
   assert r["mfu_pct"] == pytest.approx(100 * r["tflops"] / payload["info"]["peak_tflops"])

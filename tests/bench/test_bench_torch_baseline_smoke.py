@@ -22,7 +22,7 @@ HAVE_TORCH = all(importlib.util.find_spec(m) for m in ("torch", "transformers"))
 def test_tiny_side_by_side_prints_the_table(tmp_path):
   parts = "infer,train"  # the infer part alone runs the same code as its row here
   out_json = tmp_path / "baseline.json"
-  args = ["--size", "tiny", "--parts", parts, "--dtypes", "float32", "--steps", "2"]
+  args = ["--size", "test", "--parts", parts, "--dtypes", "float32", "--steps", "2"]
   args += ["--warmup", "1", "--prompt_len", "8", "--target_len", "4", "--json", str(out_json)]
   args += ["--in_process"]  # one process: jax and torch are imported once
   env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu")

@@ -5,8 +5,9 @@ import os
 import pytest
 
 from rahf_jax import features
+from rahf_jax.data import tasks as data_tasks
 from rahf_jax.demo import config_module
-from rahf_jax.models import get_model_config
+from rahf_jax.models import build_model_from_config, get_model_config
 from rahf_jax.models.variants import MODEL_SIZES
 
 _PATH = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "rahf.py")
@@ -27,6 +28,28 @@ def test_every_size_and_variant(size, variant):
   assert config.checkpoint_every <= config.num_train_steps
   assert config.eval_every % config.checkpoint_every == 0
   assert config.end_lr < config.learning_rate
+
+
+@pytest.mark.parametrize("size", sorted(MODEL_SIZES))
+def test_a_config_trains_its_size_unchanged(size):
+  """The overrides a config exposes hold the size's own values: `configs/rahf.py:tiny` trains
+  the registered "tiny" model (the demo's), with nothing changed on top."""
+  config = _load().get_config(f"{size},multihead")
+  assert {"image_size", "vit", "t5", "score_head", "heatmap_head"} <= set(config.model.overrides)
+  resolved, _ = build_model_from_config(config)
+  assert resolved.to_dict() == get_model_config(size, features.MULTI_HEAD).to_dict()
+
+
+def test_the_demo_size_is_the_demo_model_and_its_default_tasks_match_it():
+  tiny = get_model_config("tiny")
+  assert (tiny.image_size, tiny.vit.stem, tiny.score_head.pool, tiny.dtype) == (
+    128, "conv", "attention", "float32",
+  )  # fmt: skip
+  assert (tiny.vit.depth, tiny.t5.num_encoder_layers, tiny.heatmap_head.init_value) == (4, 4, 0.01)
+  assert (data_tasks.DEMO_IMAGE_SIZE, data_tasks.DEMO_HEATMAP_SIZE) == (
+    tiny.image_size, tiny.heatmap_size,
+  )  # fmt: skip
+  assert get_model_config("test").image_size == 64  # the unit tests' model
 
 
 def test_big_sizes_follow_the_paper_and_reproduction():

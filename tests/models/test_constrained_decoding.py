@@ -30,7 +30,7 @@ def _float64():
 def _model_and_variables():
   """The float64 tiny model and its parameters (they depend on no input but their shapes): one
   jitted init for the module, where an eager init per test runs the model op by op."""
-  c = get_model_config("tiny", features.MULTI_HEAD)
+  c = get_model_config("test", features.MULTI_HEAD)
   c.dtype = c.param_dtype = "float64"
   model = build_model(c)
   image = jnp.zeros((1, c.image_size, c.image_size, 3), jnp.float64)

@@ -148,7 +148,7 @@ def hf_backbones(tmp_path_factory):
 
 @functools.cache  # the model and its initial parameters, for both tests that load into them
 def _tiny_like_hf():
-  c = get_model_config("tiny", features.MULTI_HEAD)
+  c = get_model_config("test", features.MULTI_HEAD)
   c.update({"image_size": 32, "dtype": "float32", "vit": {"layer_norm_epsilon": 1e-12}})
   model = build_model(c)
   args = (jnp.zeros((1, 32, 32, 3)), jnp.ones((1, 8), jnp.int32), jnp.ones((1, 4), jnp.int32))

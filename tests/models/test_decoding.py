@@ -30,7 +30,7 @@ def _float64():
 
 @functools.cache  # one jitted init for both tests (called under enable_x64)
 def _setup():
-  c = get_model_config("tiny", features.AUGMENTED_PROMPT)
+  c = get_model_config("test", features.AUGMENTED_PROMPT)
   c.dtype = c.param_dtype = "float64"
   model = build_model(c)
   rs = np.random.RandomState(0)

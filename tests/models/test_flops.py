@@ -37,7 +37,7 @@ def _forward_flops_vs_xla(c) -> tuple[float, int]:
 
 
 def test_tiny_forward_flops_match_xla():
-  c = get_model_config("tiny", features.AUGMENTED_PROMPT)
+  c = get_model_config("test", features.AUGMENTED_PROMPT)
   got, want = _forward_flops_vs_xla(c)
   # Matmuls/convs dominate; XLA adds elementwise work and simplifies some ops, within 10% here.
   assert abs(got - want) / want < 0.10
@@ -47,7 +47,7 @@ def test_tiny_forward_flops_match_xla():
 def test_conv_stem_and_attention_pool_flops_match_xla():
   """A conv stem (widths 32, 64, 64, 64) at 128x128 with 16x16 patches and attention-pooled
   score heads."""
-  c = get_model_config("tiny", features.MULTI_HEAD)
+  c = get_model_config("test", features.MULTI_HEAD)
   c.image_size, c.vit.patch_size, c.vit.stem = 128, 16, "conv"
   c.vit.stem_channels = (32, 64, 64, 64)
   c.score_head.pool = "attention"
@@ -99,8 +99,8 @@ def test_upsample_flops_are_xlas_count_up_to_padding_taps_and_bias(impl):
 @pytest.mark.parametrize(
   "size, prompt_len, target_len, rtol",
   # Padding taps (fewer in XLA's count) against elementwise work (more): 3.9% / 4.3% apart on
-  # tiny's 4 x 4 to 32 x 32 maps, 0.3% / 0.4% for L16 (jax 0.10.2, CPU lowering).
-  [("tiny", 8, 6, 0.06), ("L16_t5base_384", 64, 64, 0.01)],
+  # the test model's 4 x 4 to 32 x 32 maps, 0.3% / 0.4% for L16 (jax 0.10.2, CPU lowering).
+  [("test", 8, 6, 0.06), ("L16_t5base_384", 64, 64, 0.01)],
 )
 def test_forward_flops_match_xla_for_both_upsample_impls(size, prompt_len, target_len, rtol, impl):
   c = get_model_config(size, features.MULTI_HEAD)

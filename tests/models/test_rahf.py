@@ -50,7 +50,14 @@ def _analytic_count(c):
   v, t = c.vit, c.t5
   g = c.image_size // v.patch_size
   d = v.width
-  vit = (v.patch_size**2 * 3 * d + d) + d + (g * g + 1) * d + 2 * d
+  if v.stem == "conv":  # 3x3 stride-2 convs, then a 1x1 embedding from the last width
+    widths = [3, *v.stem_channels]
+    stem = (
+      sum(9 * i * o + o for i, o in zip(widths[:-1], widths[1:], strict=True)) + widths[-1] * d + d
+    )
+  else:  # one p x p patch embedding
+    stem = v.patch_size**2 * 3 * d + d
+  vit = stem + d + (g * g + 1) * d + 2 * d
   vit += v.depth * (4 * (d * d + d) + (d * v.mlp_dim + v.mlp_dim + v.mlp_dim * d + d) + 4 * d)
   m = t.d_model
   attn = 4 * m * t.num_heads * t.head_dim
@@ -113,7 +120,7 @@ def test_every_registered_size_is_count_checked():
   # published reference counts must all name registered configs.
   for size, variant in REFERENCE_COUNTS:
     assert size in MODEL_SIZES and variant in features.VARIANTS
-  assert {"tiny", "B16_t5base_384", "L16_t5base_384"} <= set(MODEL_SIZES)
+  assert {"test", "tiny", "B16_t5base_384", "L16_t5base_384"} <= set(MODEL_SIZES)
 
 
 # float64: the padded and unpadded inputs have different shapes, so XLA sums the attention
@@ -133,7 +140,7 @@ def test_prompt_padding_changes_nothing():
 
 
 def _check_prompt_padding():
-  c = get_model_config("tiny", features.AUGMENTED_PROMPT)
+  c = get_model_config("test", features.AUGMENTED_PROMPT)
   c.dtype = c.param_dtype = "float64"
   model = build_model(c)
   rs = np.random.RandomState(0)
@@ -163,7 +170,7 @@ def _check_prompt_padding():
 
 
 def test_derived_fields_follow_overrides():
-  c = get_model_config("tiny", features.MULTI_HEAD)
+  c = get_model_config("test", features.MULTI_HEAD)
   assert (c.image_size, c.heatmap_size, c.num_image_tokens) == (64, 32, 65)
   c.image_size = 96  # 12x12 grid, two upsampling blocks
   assert (c.heatmap_size, c.num_image_tokens) == (48, 145)

@@ -124,7 +124,7 @@ def test_cudnn_even_length_padding_changes_nothing(monkeypatch, t, s):
 
 
 def _tiny(dtype="float32", **overrides):
-  c = get_model_config("tiny", features.MULTI_HEAD)
+  c = get_model_config("test", features.MULTI_HEAD)
   c.dtype = c.param_dtype = dtype
   c.update(overrides)
   return c

@@ -15,7 +15,7 @@ from rahf_jax.models import build_model, get_model_config, weights
 
 @pytest.fixture(scope="module")
 def two_inits():
-  c = get_model_config("tiny", features.AUGMENTED_PROMPT)
+  c = get_model_config("test", features.AUGMENTED_PROMPT)
   model = build_model(c)
   args = (jnp.zeros((1, 64, 64, 3)), jnp.ones((1, 4), jnp.int32), jnp.ones((1, 3), jnp.int32))
   init = jax.jit(lambda k: nn.unbox(model.init({"params": k}, *args))["params"])

@@ -64,7 +64,7 @@ def _one_layer(c):
 
 
 def _tiny_setup(dtype):
-  c = _one_layer(get_model_config("tiny", features.MULTI_HEAD))
+  c = _one_layer(get_model_config("test", features.MULTI_HEAD))
   c.dtype = c.param_dtype = dtype
   model = build_model(c)
   rs = np.random.RandomState(0)
@@ -137,7 +137,7 @@ def test_state_with_channels_the_fsdp_axis_does_not_divide():
   their shardings, that kernel replicated, the others sharded (before, jax refused the init)."""
   from rahf_jax.train.synthetic_batches import make_synthetic_batch  # noqa: PLC0415
 
-  c = _one_layer(get_model_config("tiny", features.MULTI_HEAD))
+  c = _one_layer(get_model_config("test", features.MULTI_HEAD))
   c.score_head.convs = (32, 12, 8)
   model = build_model(c)
   mesh = partitioning.make_mesh(data=1, fsdp=8, model=1)

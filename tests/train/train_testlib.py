@@ -5,7 +5,7 @@ import ml_collections
 from rahf_jax import models
 from rahf_jax.train.default_train_config import train_config_defaults
 
-# Shrinks the registered "tiny" model further (one layer each, narrow heads, float32 compute)
+# Shrinks the registered "test" model further (one layer each, narrow heads, float32 compute)
 # so that the train step compiles quickly on a 2-core CPU.
 MODEL_OVERRIDES = {
   "dtype": "float32",
@@ -19,7 +19,7 @@ PROMPT_LEN, TARGET_LEN = 12, 10
 
 def model_config(variant: str = "multihead") -> ml_collections.ConfigDict:
   """The tiny model config with MODEL_OVERRIDES applied."""
-  c = models.get_model_config("tiny", variant)
+  c = models.get_model_config("test", variant)
   c.update(MODEL_OVERRIDES)
   return c
 
@@ -27,7 +27,7 @@ def model_config(variant: str = "multihead") -> ml_collections.ConfigDict:
 def train_config(variant: str = "multihead", **overrides) -> ml_collections.ConfigDict:
   """A small synthetic-data training config (override fields by keyword, dots for nesting)."""
   c = train_config_defaults()
-  c.model.size = "tiny"
+  c.model.size = "test"
   c.model.variant = variant
   c.model.overrides = ml_collections.ConfigDict(MODEL_OVERRIDES)
   c.learning_rate, c.warmup_steps, c.end_lr, c.weight_decay = 3e-3, 2, 1e-4, 1e-4
