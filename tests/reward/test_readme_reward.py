@@ -1,4 +1,5 @@
-"""The README's "Use RAHF as a reward" Python examples run as written (only WORKDIR is changed)."""
+"""The README's "Use RAHF as a reward" Python examples, then docs/reward.md's dense-reward one that
+continues them, run as written (only WORKDIR is changed)."""
 
 import os
 import re
@@ -15,14 +16,21 @@ SECTION = "## Use RAHF as a reward"
 WORKDIR_LINE = 'WORKDIR = "demo_out/workdir"'
 
 
-def readme_reward_snippets() -> list[str]:
-  """The ```python blocks of the README's reward section, in order."""
-  with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+def _python_blocks(path: str, section_title: str) -> list[str]:
+  """The ```python blocks of one section of a markdown file, in order."""
+  with open(os.path.join(REPO, path), encoding="utf-8") as f:
     text = f.read()
-  start = text.index(SECTION)
-  end = text.find("\n## ", start + len(SECTION))
+  start = text.index(section_title)
+  end = text.find("\n## ", start + len(section_title))
   section = text[start : end if end > 0 else len(text)]
   return re.findall(r"```python\n(.*?)```", section, flags=re.S)
+
+
+def readme_reward_snippets() -> list[str]:
+  """The README reward section's blocks, then docs/reward.md's dense-reward block."""
+  return _python_blocks("README.md", SECTION) + _python_blocks(
+    "docs/reward.md", "## The dense reward"
+  )
 
 
 def test_readme_reward_examples_run(workdir):
