@@ -41,6 +41,11 @@ CHIPS = {
   "TPU v6 lite": Chip("TPU v6e", 32 * GIB, 918e12, 1640e9),
 }
 TPU_PREFIXES = ("v4", "v5e", "v5p", "v6e")
+# cpu:N compiles without LLVM's optimisations: the CPU code is not what a plan is about.
+CPU_COMPILE_OPTIONS = {
+  "xla_backend_optimization_level": 0,
+  "xla_llvm_disable_expensive_passes": True,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,7 +99,7 @@ def prepare_environment(topology: str) -> None:
   elif kind == "cpu":
     count = _positive_int(arg, topology)
     jax.config.update("jax_platforms", "cpu")
-    fast = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+    fast = " ".join(f"--{k}={str(v).lower()}" for k, v in CPU_COMPILE_OPTIONS.items())
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {fast}".strip()
     jax.config.update("jax_num_cpu_devices", count)
 
