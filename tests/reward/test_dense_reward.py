@@ -72,9 +72,13 @@ def test_jit_and_vmap_agree(scorer):
   # vmap's batching rules, jitted (eager, each batched op would run on its own): against eager
   vmapped = np.asarray(jax.jit(jax.vmap(reward, in_axes=(None, 0, 0)))(
     scorer.params, x[:, None], ids[:, None]))[:, 0]  # fmt: skip
-  assert eager.shape == (4, 40, 40) and np.ptp(eager) > 1e-3
-  np.testing.assert_allclose(jitted, eager, atol=1e-6)
-  np.testing.assert_allclose(vmapped, eager, atol=1e-6)
+  # Three float32 programs of one function (op by op, fused, batched) round differently through
+  # the network's layers: up to 2.2e-6 apart measured (~100 ulps of values ~0.2); the tolerance
+  # is 5x that and 100x below the spread of the map over pixels and images.
+  atol = 1e-5
+  assert eager.shape == (4, 40, 40) and np.ptp(eager) > 100 * atol
+  np.testing.assert_allclose(jitted, eager, atol=atol)
+  np.testing.assert_allclose(vmapped, eager, atol=atol)
 
 
 @pytest.mark.slow
