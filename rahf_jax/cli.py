@@ -10,7 +10,7 @@
   rahf-jax serve   --workdir DIR [--host 127.0.0.1] [--port 8000] [--batch_size N]
                    [--max_wait_ms MS] [--max_queue N] [--max_body_mb MB] [--max_image_pixels N]
   rahf-jax convert --checkpoint rahf_model.pt --spiece t5-base/spiece.model --out DIR
-  rahf-jax plan    --config configs/rahf.py:<size>,<variant> --topology v5e:8x8|v5p:2x4x4|cpu:8
+  rahf-jax plan    --config configs/rahf.py:<size>,<variant> --topology v5e:8x8|h100:8|cpu:8
                    [--steps train,eval,score] [--out DIR] [--save_executables]
   rahf-jax demo    [--out demo_out] [--data_only | --applications [--num_prompts N]]
 
@@ -86,7 +86,8 @@ _TOPOLOGY = flags.DEFINE_string(
   "topology",
   None,
   "plan: the devices to compile for: a TPU slice as libtpu names it (v5e:8x8, v5p:2x4x4, "
-  "v4:2x4x4, v6e:8x8), cpu:N (N fake CPU devices) or local (this runtime's devices)",
+  "v4:2x4x4, v6e:8x8), h100:N (N H100 GPUs, compile-only through the CUDA plugin), cpu:N (N "
+  "fake CPU devices) or local (this runtime's devices)",
 )
 _STEPS = flags.DEFINE_list("steps", ["train", "eval", "score"], "plan: the steps to compile")
 _SAVE_EXECUTABLES = flags.DEFINE_bool(

@@ -143,8 +143,9 @@ COMMANDS: dict[str, Command] = {
       (
         "topology",
         "T",
-        "a TPU slice as libtpu names it (v5e:8x8, v5p:2x4x4, v4:2x4x4, v6e:8x8), cpu:N "
-        "(N fake CPU devices) or local (this runtime's devices)",
+        "a TPU slice as libtpu names it (v5e:8x8, v5p:2x4x4, v4:2x4x4, v6e:8x8), h100:N "
+        "(N H100 GPUs, through the CUDA plugin), cpu:N (N fake CPU devices) or local (this "
+        "runtime's devices)",
       ),  # fmt: skip
       ("steps", "LIST", "the steps to compile, comma-separated: train, eval, score"),
       ("out", "DIR", "write the plan's report here"),

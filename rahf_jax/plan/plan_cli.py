@@ -4,11 +4,11 @@
       [--config.num_microbatches=2] [--steps train,eval,score] [--out DIR] [--save_executables]
 
 Compiles the config's train, eval and heads-only scoring steps for the target's devices (a TPU
-slice through libtpu's compile-only client, fake CPU devices, or this runtime's devices;
-rahf_jax.plan.targets) and prints, per step, the HBM per device against the chip's capacity,
-FLOPs, a roofline estimate of the step time with the examples/s and MFU it implies,
-collectives and compile time (rahf_jax.plan.report). With --out it writes plan.json (every
-figure) and, with --save_executables, each step's serialized executable
+slice through libtpu's compile-only client, H100s through the CUDA plugin's, fake CPU devices,
+or this runtime's devices; rahf_jax.plan.targets) and prints, per step, the HBM per device
+against the chip's capacity, FLOPs, a roofline estimate of the step time with the examples/s
+and MFU it implies, collectives and compile time (rahf_jax.plan.report). With --out it writes
+plan.json (every figure) and, with --save_executables, each step's serialized executable
 (`<step>.executable`: jax.experimental.serialize_executable's payload and trees, pickled), which
 `deserialize_and_load` turns back into a callable on the same kind of devices.
 Exit status 1, after the report, when a step does not fit, with one line naming the step and

@@ -44,6 +44,9 @@ class CompiledStep:
   model_flops: float  # analytic FLOPs of one call on the whole batch
   loop_scale: dict | None = None  # {"flops", "bytes accessed"}: count factors for the loop
   out_of_memory: str | None = None  # the compiler's message when it refused the step for memory
+  # Per-device counts where the compiler gives none (XLA:GPU): XLA's cost analysis of the whole
+  # batch's program lowered for one CPU device, split evenly over the devices.
+  lowered_cost: dict | None = None
 
 
 def _abstract_batch(example: dict, batch_size: int, sharding) -> dict:
@@ -117,6 +120,14 @@ def _loop_scale(config) -> dict:
   return {key: float(whole[key]) / float(looped[key]) for key in ("flops", "bytes accessed")}
 
 
+def _one_cpu_device_counts(config, name: str) -> dict:
+  """XLA's cost analysis of step `name` of the whole batch, lowered for one CPU device: the
+  counts of a backend whose compiler gives none (XLA:GPU's compile-only client)."""
+  setup = loop.build_setup(config, jax.devices("cpu")[:1])
+  step, args, _, _ = _step_calls(setup, [name])[name]
+  return dict(_lower(setup, step, args).cost_analysis() or {})
+
+
 def compile_steps(config, devices, names=STEPS):
   """(setup, [CompiledStep]) of the config's steps `names`, compiled for `devices`."""
   setup = loop.build_setup(config, devices)
@@ -137,7 +148,15 @@ def compile_steps(config, devices, names=STEPS):
     scale = None
     if compiled is not None and name == "train" and int(config.get("num_microbatches", 1)) > 1:
       scale = _loop_scale(config)
+    lowered_cost = None
+    if compiled is not None and not (compiled.cost_analysis() or {}).get("flops"):
+      whole = _one_cpu_device_counts(config, name)
+      lowered_cost = {
+        k: float(v) / len(devices) for k, v in whole.items() if k != "optimal_seconds"
+      }
     compiled_steps.append(
-      CompiledStep(name, batch_size, compiled, lower_s, compile_s, flops, scale, out_of_memory)
+      CompiledStep(
+        name, batch_size, compiled, lower_s, compile_s, flops, scale, out_of_memory, lowered_cost
+      )
     )
   return setup, compiled_steps

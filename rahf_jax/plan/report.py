@@ -12,7 +12,9 @@ recomputation lowers it). XLA:TPU's own estimate (`optimal_seconds`) is shown be
 where it is valid (positive). Collectives are the program's, by kind, with the bytes each
 device sends (rahf_jax.plan.collectives); a collective inside a loop (microbatches) counts once.
 A microbatched step's FLOPs and bytes are XLA's counts times its loop scale
-(rahf_jax.plan.programs), since XLA counts a loop's body once.
+(rahf_jax.plan.programs), since XLA counts a loop's body once. XLA:GPU gives no cost analysis:
+a GPU plan's counts are those of the same step lowered for one CPU device (the whole batch),
+split evenly over the devices.
 """
 
 import re
@@ -23,11 +25,11 @@ from rahf_jax.plan.programs import CompiledStep
 from rahf_jax.plan.targets import GIB, Target
 
 
-def _cost(compiled) -> dict[str, float]:
-  analysis = compiled.cost_analysis()
+def _cost(step: CompiledStep) -> dict[str, float]:
+  analysis = step.compiled.cost_analysis()
   if isinstance(analysis, list | tuple):
     analysis = analysis[0] if analysis else {}
-  return dict(analysis or {})
+  return dict(analysis or step.lowered_cost or {})
 
 
 # XLA:TPU's refusal: "... the total memory required for HLO temporaries (15.81G) exceeds
@@ -79,7 +81,7 @@ def step_row(step: CompiledStep, target: Target) -> dict[str, Any]:
   }
   total = (memory["arguments"] + memory["temporaries"] + memory["outputs"] - memory["aliased"]
            + memory["code"])  # fmt: skip
-  cost = _cost(step.compiled)
+  cost = _cost(step)
   scale = step.loop_scale or {}
   flops = float(cost.get("flops", 0.0)) * scale.get("flops", 1.0)
   row = {
