@@ -120,6 +120,14 @@ def _loop_scale(config) -> dict:
   return {key: float(whole[key]) / float(looped[key]) for key in ("flops", "bytes accessed")}
 
 
+def compiled_counts(compiled) -> dict:
+  """XLA's cost analysis of a compiled program as a dict ({} where the backend gives none)."""
+  analysis = compiled.cost_analysis()
+  if isinstance(analysis, list | tuple):
+    analysis = analysis[0] if analysis else {}
+  return dict(analysis or {})
+
+
 def _one_cpu_device_counts(config, name: str) -> dict:
   """XLA's cost analysis of step `name` of the whole batch, lowered for one CPU device: the
   counts of a backend whose compiler gives none (XLA:GPU's compile-only client)."""
@@ -149,7 +157,7 @@ def compile_steps(config, devices, names=STEPS):
     if compiled is not None and name == "train" and int(config.get("num_microbatches", 1)) > 1:
       scale = _loop_scale(config)
     lowered_cost = None
-    if compiled is not None and not (compiled.cost_analysis() or {}).get("flops"):
+    if compiled is not None and not compiled_counts(compiled).get("flops"):
       whole = _one_cpu_device_counts(config, name)
       lowered_cost = {
         k: float(v) / len(devices) for k, v in whole.items() if k != "optimal_seconds"

@@ -21,15 +21,12 @@ import re
 from typing import Any
 
 from rahf_jax.plan.collectives import COLLECTIVES, parse_collectives
-from rahf_jax.plan.programs import CompiledStep
+from rahf_jax.plan.programs import CompiledStep, compiled_counts
 from rahf_jax.plan.targets import GIB, Target
 
 
 def _cost(step: CompiledStep) -> dict[str, float]:
-  analysis = step.compiled.cost_analysis()
-  if isinstance(analysis, list | tuple):
-    analysis = analysis[0] if analysis else {}
-  return dict(analysis or step.lowered_cost or {})
+  return compiled_counts(step.compiled) or dict(step.lowered_cost or {})
 
 
 # XLA:TPU's refusal: "... the total memory required for HLO temporaries (15.81G) exceeds
