@@ -80,7 +80,7 @@ MODEL_SIZES = {
     dict(_SMALL_SCORE, pool="attention"),
     0.0,
     _TINY_DEMO,
-  ),  # fmt: skip
+  ),
   "B16_t5base_384": ("B/16", 384, "t5_base", _REPRO_HEATMAP, _REPRO_SCORE, 0.1, {}),
   "L16_t5base_384": ("L/16", 384, "t5_base", _REPRO_HEATMAP, _REPRO_SCORE, 0.1, {}),
 }
