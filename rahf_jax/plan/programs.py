@@ -103,6 +103,14 @@ def _lower(setup, step, args):
     return step.jitted.lower(*args)
 
 
+def _one_cpu_device_counts(config, name: str) -> dict:
+  """XLA's cost analysis of step `name` of the whole batch, lowered for one CPU device: what
+  the loop scale compares, and the counts of a backend whose compiler gives none (XLA:GPU)."""
+  setup = loop.build_setup(config, jax.devices("cpu")[:1])
+  step, args, _, _ = _step_calls(setup, [name])[name]
+  return dict(_lower(setup, step, args).cost_analysis() or {})
+
+
 def _loop_scale(config) -> dict:
   """Count factors of a microbatched train step: one pass's counts over the loop's, as lowered.
 
@@ -111,12 +119,7 @@ def _loop_scale(config) -> dict:
   """
   one_pass = config.copy_and_resolve_references()
   one_pass.num_microbatches = 1
-  counts = []
-  for cfg in (one_pass, config):
-    setup = loop.build_setup(cfg, jax.devices("cpu")[:1])
-    step, args, _, _ = _step_calls(setup, ["train"])["train"]
-    counts.append(_lower(setup, step, args).cost_analysis())
-  whole, looped = counts
+  whole, looped = (_one_cpu_device_counts(c, "train") for c in (one_pass, config))
   return {key: float(whole[key]) / float(looped[key]) for key in ("flops", "bytes accessed")}
 
 
@@ -126,14 +129,6 @@ def compiled_counts(compiled) -> dict:
   if isinstance(analysis, list | tuple):
     analysis = analysis[0] if analysis else {}
   return dict(analysis or {})
-
-
-def _one_cpu_device_counts(config, name: str) -> dict:
-  """XLA's cost analysis of step `name` of the whole batch, lowered for one CPU device: the
-  counts of a backend whose compiler gives none (XLA:GPU's compile-only client)."""
-  setup = loop.build_setup(config, jax.devices("cpu")[:1])
-  step, args, _, _ = _step_calls(setup, [name])[name]
-  return dict(_lower(setup, step, args).cost_analysis() or {})
 
 
 def compile_steps(config, devices, names=STEPS):

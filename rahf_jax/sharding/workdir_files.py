@@ -11,6 +11,7 @@ sharded abstract params (rahf_jax.sharding.abstract_params): inference needs no 
 a third of a TrainState's memory under Adam.
 """
 
+import functools
 import json
 import logging
 import math
@@ -57,6 +58,7 @@ def save_config(config: Any, workdir: str) -> str:
   return path
 
 
+@functools.cache  # one registration per process
 def _save_whole_arrays_on_cpu() -> None:
   """On the CPU backend, orbax writes each array from one device, not split across its replicas.
 
