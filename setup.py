@@ -55,6 +55,7 @@ EXTRAS_REQUIRE = {
   "dev": [
     "pytest",
     "pytest-xdist",
+    "filelock",  # tests/shared_runs.py: one training run per test session, shared by the workers
     "dill",  # tfds.testing.DatasetBuilderTestCase imports it
     "ruff",
     "nbclient",

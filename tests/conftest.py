@@ -17,7 +17,10 @@ traces the same program): JAX's persistent compilation cache, in one folder per 
 by the xdist workers and the subprocesses the tests start, compiles each program that takes 0.2 s
 or more to compile once. The key is the program and the compile options, so a hit is the
 executable the compiler would have made.
-The folder is removed when the run ends.
+
+Small training runs that several test files read (tests/shared_runs.py) are trained once per
+test run, in a second folder made the same way, whichever xdist worker asks first.
+Both folders are removed when the run ends.
 """
 
 import os
@@ -37,8 +40,14 @@ _OWN_XLA_CACHE = "JAX_COMPILATION_CACHE_DIR" not in os.environ
 if _OWN_XLA_CACHE:
   os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="rahf_jax_tests_xla_cache_")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+_OWN_SHARED_RUNS = "RAHF_TESTS_SHARED_RUNS" not in os.environ
+if _OWN_SHARED_RUNS:
+  os.environ["RAHF_TESTS_SHARED_RUNS"] = tempfile.mkdtemp(prefix="rahf_jax_tests_runs_")
 
 
 def pytest_sessionfinish(session):
-  if _OWN_XLA_CACHE:  # the process that made it, after the workers are done
+  # The process that made them, after the workers are done.
+  if _OWN_XLA_CACHE:
     shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+  if _OWN_SHARED_RUNS:
+    shutil.rmtree(os.environ["RAHF_TESTS_SHARED_RUNS"], ignore_errors=True)

@@ -1,18 +1,16 @@
 """Prediction and scoring compute in float32 on a CPU backend (XLA:CPU runs bfloat16 dots as
 float32 plus conversions) and in the config's dtype on GPU/TPU."""
 
+import json
 import os
-import sys
 
 import jax
 import numpy as np
 import pytest
+import shared_runs
 
 from rahf_jax.inference.predictor import Predictor, inference_dtype
 from rahf_jax.reward import Scorer
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "train"))
-import train_testlib  # noqa: E402
 
 
 def test_the_choice():
@@ -27,15 +25,15 @@ def test_the_choice():
 
 @pytest.fixture(scope="module")
 def bf16_workdir(tmp_path_factory):
-  """A run whose config computes in bfloat16 (float32 parameters)."""
-  from rahf_jax.train.loop import train_and_evaluate
-
-  path = str(tmp_path_factory.mktemp("bf16_run"))
-  config = train_testlib.train_config(
-    num_train_steps=2, checkpoint_every=2, eval_every=0, log_every=2, best_metric="",
-    **{"data.vocabulary": "demo", "model.overrides.dtype": "bfloat16"},
-  )  # fmt: skip
-  train_and_evaluate(config, path)
+  """A run whose config computes in bfloat16: the tests' tiny run with its config's compute dtype
+  set to bfloat16 (what a bfloat16 run saves; its parameters are float32 in either case)."""
+  path = shared_runs.copy_of(shared_runs.tiny_run(), tmp_path_factory.mktemp("bf16_run"))
+  with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
+    config = json.load(f)
+  assert config["model"]["overrides"]["dtype"] == "float32"
+  config["model"]["overrides"]["dtype"] = "bfloat16"
+  with open(os.path.join(path, "config.json"), "w", encoding="utf-8") as f:
+    json.dump(config, f)
   return path
 
 

@@ -1,8 +1,9 @@
 """The README's Python API, reward and `rahf-jax score` examples decode with the calibrated bias.
 
-A tiny run is trained with a best checkpoint (which, as in the demo, is also its newest one), then
-`calibrate_workdir` records a mark bias of 30 for it (the only candidate: at 30 the decoder marks
-every prompt word, at 0 it does not, so the decoded words show which bias was used).
+A copy of the tests' tiny run (tests/shared_runs.py), whose best checkpoint is, as in the demo,
+also its newest one: `calibrate_workdir` records a mark bias of 30 for it (the only candidate: at
+30 the decoder marks every prompt word, at 0 it does not, so the decoded words show which bias was
+used).
 """
 
 import json
@@ -13,11 +14,9 @@ import sys
 
 import numpy as np
 import pytest
+import shared_runs
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "train"))
-import train_testlib  # noqa: E402
-
-# Trains and calibrates a model first (`make test`; not `make test-fast`).
+# Trains (once per session) and calibrates a model first (`make test`; not `make test-fast`).
 pytestmark = pytest.mark.slow
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -37,15 +36,9 @@ def _readme_section(title: str) -> str:
 def workdir(tmp_path_factory):
   from rahf_jax.evaluation.mark_calibration import calibrate_workdir
   from rahf_jax.sharding.workdir_files import checkpoint_steps
-  from rahf_jax.train.loop import train_and_evaluate
 
-  path = str(tmp_path_factory.mktemp("calibrated_run"))
-  config = train_testlib.train_config(
-    num_train_steps=4, checkpoint_every=4, eval_every=4, log_every=4,
-    best_metric="dev/loss", **{"data.vocabulary": "demo"},
-  )  # fmt: skip
-  train_and_evaluate(config, path)
-  assert checkpoint_steps(path) == checkpoint_steps(path, best=True) == [4]
+  path = shared_runs.copy_of(shared_runs.tiny_run(), tmp_path_factory.mktemp("calibrated_run"))
+  assert checkpoint_steps(path) == checkpoint_steps(path, best=True) == [shared_runs.STEPS]
   record = calibrate_workdir(path, "dev", candidates=(BIAS,))  # the default: the best checkpoint
   assert record["checkpoint"]["kind"] == "best" and record["mark_bias"] == BIAS
   return path
@@ -84,7 +77,8 @@ def test_the_newest_checkpoint_of_the_same_parameters_uses_it_too(workdir):
   from rahf_jax.inference.predictor import Predictor
 
   newest = Predictor.from_workdir(workdir, best=False)
-  assert newest.checkpoint_kind == "newest" and newest.step == 4 and newest.mark_bias == BIAS
+  assert newest.checkpoint_kind == "newest" and newest.step == shared_runs.STEPS
+  assert newest.mark_bias == BIAS
 
 
 def test_the_reward_example_uses_the_calibrated_bias(workdir, images, words_at):
