@@ -33,7 +33,11 @@ def workdir(tmp_path_factory):
   build_synthetic_richhf18k(str(root), **sizes)
   c = load_config("configs/rahf.py", "tiny,multihead")
   c.data.data_dir = str(root / "tfds")
-  # One layer per stack: the protocol is about the metrics' definitions, not the model's size.
+  # One layer per stack, at the scenes' own 64x64 (a 3-conv stem to the same 8x8 grid): the
+  # protocol is about the metrics' definitions, not the model's size.
+  c.model.overrides.image_size = 64
+  c.model.overrides.vit.patch_size = 8
+  c.model.overrides.vit.stem_channels = (32, 64, 64)
   c.model.overrides.vit.depth = 1
   c.model.overrides.t5.num_encoder_layers = 1
   c.model.overrides.t5.num_decoder_layers = 1
