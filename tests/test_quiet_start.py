@@ -96,7 +96,7 @@ def test_the_demo_starts_with_its_own_lines(tmp_path):
   code = (
     "import rahf_jax.demo as demo\n"
     "from rahf_jax import cli\n"
-    "demo.DEMO_DATA = dict(num_train=8, num_dev=4, num_test=4)\n"
+    "demo.DEMO_DATA = dict(num_train=8, num_dev=4, num_test=4, image_size=64)\n"
     f"cli.main(['rahf-jax', 'demo', '--data_only', '--out', {str(tmp_path / 'demo')!r}])\n"
   )
   env = {k: v for k, v in os.environ.items() if k not in quiet_start.LOG_ENV_VARS}

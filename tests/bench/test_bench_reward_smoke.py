@@ -40,7 +40,8 @@ def test_bench_reward_tiny_prints_every_column(tmp_path):
     str(out_json),
   ]
   env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu")
-  env.pop("XLA_FLAGS", None)  # one CPU device, as `make bench` runs it
+  # One CPU device, as `make bench` runs it; LLVM at -O1 as the tests compile (tests/conftest.py).
+  env["XLA_FLAGS"] = "--xla_backend_optimization_level=1"
   proc = subprocess.run(
     [sys.executable, os.path.join(BENCH, "bench_reward.py"), *args],
     cwd=tmp_path,

@@ -18,7 +18,7 @@ SCRIPT = os.path.join(REPO, "bench", "bench_torch_baseline.py")
 HAVE_TORCH = all(importlib.util.find_spec(m) for m in ("torch", "transformers"))
 
 
-@pytest.mark.slow  # the train part compiles the full train step: about a minute
+@pytest.mark.slow  # the train part compiles the full train step: about half a minute
 def test_tiny_side_by_side_prints_the_table(tmp_path):
   parts = "infer,train"  # the infer part alone runs the same code as its row here
   out_json = tmp_path / "baseline.json"
@@ -26,7 +26,8 @@ def test_tiny_side_by_side_prints_the_table(tmp_path):
   args += ["--warmup", "1", "--prompt_len", "8", "--target_len", "4", "--json", str(out_json)]
   args += ["--in_process"]  # one process: jax and torch are imported once
   env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu")
-  env.pop("XLA_FLAGS", None)  # one CPU device, as the bench runs
+  # One CPU device, as the bench runs; LLVM at -O1 as the tests compile (tests/conftest.py).
+  env["XLA_FLAGS"] = "--xla_backend_optimization_level=1"
   proc = subprocess.run(
     [sys.executable, SCRIPT, *args], cwd=tmp_path, env=env, capture_output=True, text=True,
     timeout=600,

@@ -5,7 +5,9 @@ compile-only devices. A change that breaks TPU compilation (an op XLA:TPU reject
 its partitioner cannot place) fails this test although every CPU test passes. It also checks
 that each rule set shards as it says, in the TPU program: fsdp holds about a quarter of the
 parameters per device and gathers them, dp holds them whole and gathers nothing.
-The compiles take about 2 minutes on 2 cores, in one subprocess (libtpu loads once per process).
+The compiles take 80 s to 2 minutes on 2 busy cores, in one subprocess (libtpu loads once per
+process): nearly all of it is XLA:TPU compiling the 9 programs (the fsdp_tp train step a third
+of it); starting libtpu and lowering the steps take seconds.
 """
 
 import importlib.util
