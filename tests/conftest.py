@@ -51,3 +51,19 @@ def pytest_sessionfinish(session):
     shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
   if _OWN_SHARED_RUNS:
     shutil.rmtree(os.environ["RAHF_TESTS_SHARED_RUNS"], ignore_errors=True)
+
+
+def _slow_marked(module) -> bool:
+  marks = getattr(module, "pytestmark", [])
+  return any(m.name == "slow" for m in (marks if isinstance(marks, list) else [marks]))
+
+
+def pytest_collection_modifyitems(config, items):
+  """Slow files run first: those marked slow as a whole (the end-to-end runs), then those with
+  some slow tests. xdist (`--dist loadfile`) hands files to its workers in this order, so the long
+  ones start early and the short ones fill in at the end, and the workers finish closer together.
+  The order of a file's own tests is kept."""
+  slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+  items.sort(
+    key=lambda item: (not _slow_marked(getattr(item, "module", None)), item.path not in slow_files)
+  )
