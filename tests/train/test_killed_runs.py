@@ -11,6 +11,11 @@ batches and checkpoints every 5 steps, so every resume point (5 or 10) is a diff
 in the batch cycle than step 0 (a stream restarted at batch 0 trains on other batches), and T5
 dropout 0.1, whose masks come from the checkpointed key folded with the step (a resume with a
 fresh or differently folded key draws other masks).
+
+Every run stops at step 12 (`stop_at_step`, as a pre-empted job) of a 24-step schedule: the
+config of tests/train/test_loop.py's runs but for how often it checkpoints, evaluates and keeps,
+so its model, init and train step are theirs, compiled once for both files (the memo of
+`setup_training` in one process, JAX's persistent compilation cache across processes).
 """
 
 import glob
@@ -30,10 +35,10 @@ from rahf_jax.train import loop
 
 pytestmark = pytest.mark.slow
 
-STEPS = 12
+STEPS = 12  # where every run stops
 NUM_BATCHES = 3
 CONFIG = {
-  "num_train_steps": STEPS, "checkpoint_every": 5, "eval_every": 0, "log_every": 4,
+  "num_train_steps": 24, "checkpoint_every": 5, "eval_every": 0, "log_every": 4,
   "keep_checkpoints": 3, "data.num_synthetic_batches": NUM_BATCHES,
   "model.overrides.t5.dropout_rate": 0.1,
 }  # fmt: skip
@@ -53,7 +58,7 @@ DRIVER = textwrap.dedent(
       return finalize(self, *a, **k)
     atomicity.AtomicRenameTemporaryPath.finalize = dying_finalize
   config = train_testlib.train_config(**{config!r})
-  loop.train_and_evaluate(config, sys.argv[1])
+  loop.train_and_evaluate(config, sys.argv[1], stop_at_step={steps})
   """
 )
 
@@ -65,7 +70,7 @@ def _config():
 def _start(workdir, tmp_path, **env):
   script = tmp_path / "driver.py"
   testdir = os.path.dirname(os.path.abspath(__file__))
-  script.write_text(DRIVER.format(testdir=testdir, config=CONFIG))
+  script.write_text(DRIVER.format(testdir=testdir, config=CONFIG, steps=STEPS))
   return subprocess.Popen(
     [sys.executable, str(script), str(workdir)], env=dict(os.environ, **env),
     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
@@ -80,12 +85,13 @@ def _steps(workdir):
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-  result = loop.train_and_evaluate(_config(), str(tmp_path_factory.mktemp("uninterrupted")))
+  workdir = str(tmp_path_factory.mktemp("uninterrupted"))
+  result = loop.train_and_evaluate(_config(), workdir, stop_at_step=STEPS)
   return jax.device_get(result["state"].params)
 
 
 def _assert_same_params(workdir, reference):
-  result = loop.train_and_evaluate(_config(), str(workdir))  # resumes and finishes
+  result = loop.train_and_evaluate(_config(), str(workdir), stop_at_step=STEPS)  # resumes
   assert int(result["state"].step) == STEPS
   assert result["start_step"] % NUM_BATCHES != 0  # not where the batch cycle starts
   for a, b in zip(jax.tree.leaves(jax.device_get(result["state"].params)),

@@ -5,13 +5,15 @@ programs is the order of the sums (over slices, then rows), about 1e-16 relative
 difference above 256 ulps is a wrong term. The synthetic batches give each example its own number
 of target tokens and, in the augmented variant, its own output type, so slices differ in their
 counts: a step that averaged each slice's mean losses (instead of dividing by the whole batch's
-counts) is off by about 1e-2 here.
+counts) is off by about 1e-2 here. Both steps start from one float64 state, made once
+(init_states_testlib: seed 0 on one device, then put on the mesh).
 """
 
 import jax
 import numpy as np
 import pytest
 import train_testlib
+from init_states_testlib import initial_state
 
 from rahf_jax import features, models
 from rahf_jax.sharding import mesh_context, partitioning
@@ -22,7 +24,7 @@ _F64_RTOL = 256 * float(np.finfo(np.float64).eps)
 BATCH = 16
 
 
-def _one_step(variant: str, num_microbatches: int, mesh, rules_name: str):
+def _setup(variant: str, mesh, rules_name: str):
   mc = train_testlib.model_config(variant)
   mc.dtype = mc.param_dtype = "float64"
   cfg = train_testlib.train_config(variant, warmup_steps=0, learning_rate=1e-2, adam_eps=1e-3)
@@ -30,13 +32,20 @@ def _one_step(variant: str, num_microbatches: int, mesh, rules_name: str):
   tx = optimizer.make_optimizer(cfg)
   batch = make_synthetic_batch(mc, BATCH, train_testlib.PROMPT_LEN, train_testlib.TARGET_LEN, 3)
   rules = partitioning.LOGICAL_AXIS_RULES[rules_name]
-  init, shardings = state.init_state(model, tx, mesh, rules, batch, seed=0)
+  _, shardings = state.get_abstract_state(model, tx, mesh, rules, batch)
+  init_host = initial_state(variant, "float64")
+  return model, tx, batch, rules, shardings, init_host
+
+
+def _one_step(setup, variant: str, num_microbatches: int, mesh):
+  model, tx, batch, rules, shardings, init_host = setup
   train_step = steps.make_train_step(
     model, tx, variant=variant, loss_weights={"heatmap": 2.0, "score": 3.0}, mesh=mesh,
     rules=rules, state_shardings=shardings, num_microbatches=num_microbatches,
   )  # fmt: skip
+  init = jax.device_put(init_host, shardings)  # donated to the step
   new_state, metrics = train_step(init, mesh_context.shard_batch(batch, mesh))
-  return jax.device_get(metrics), jax.device_get(new_state.params), batch
+  return jax.device_get(metrics), jax.device_get(new_state.params)
 
 
 def _close(got, want) -> bool:
@@ -53,8 +62,10 @@ def test_microbatched_step_equals_whole_batch_step(variant, k, rules_name):
   mesh = partitioning.make_mesh(data=2, fsdp=4) if rules_name == "fsdp" else None
   mesh = mesh or partitioning.make_mesh(data=-1)
   with jax.enable_x64(True):
-    want, want_params, batch = _one_step(variant, 1, mesh, rules_name)
-    got, got_params, _ = _one_step(variant, k, mesh, rules_name)
+    setup = _setup(variant, mesh, rules_name)
+    want, want_params = _one_step(setup, variant, 1, mesh)
+    got, got_params = _one_step(setup, variant, k, mesh)
+  batch = setup[2]
   # The slices really differ in their counts (else a per-slice mean would pass too).
   tokens = batch["decoder_loss_weights"].sum(axis=1)
   per_slice = [tokens[i::k].sum() for i in range(k)]

@@ -12,8 +12,12 @@ an AMD EPYC while float64 agreed to 2e-16).
 The model is the tiny size with one ViT layer and one T5 layer per stack (`_one_layer`): every
 parameter kind and every logical axis the rules map is still there (layer 0 of each stack, all
 heads), a second layer would only repeat them under the same rules, and each layer less is a
-smaller step to compile for each mesh.
+smaller step to compile for each mesh. Both dtypes start from one init (`_float32_params`), the
+float64 params its float32 values cast up (exact): the comparisons hold for any params, and the
+init is a program as long to compile as the step.
 """
+
+import functools
 
 import flax.linen as nn
 import jax
@@ -76,9 +80,22 @@ def _tiny_setup(dtype):
   )
   args = (batch["image"], batch["prompt_ids"], batch["decoder_input_ids"])
   specs = partitioning.param_logical_specs(model, *args)["params"]
-  params = nn.unbox(jax.jit(model.init)({"params": jax.random.key(0)}, *args))["params"]
+  params = jax.tree.map(lambda p: jnp.asarray(p, dtype), _float32_params())
   reference = jax.jit(_step_fn(model))(params, batch)  # unsharded, computed once
   return model, params, specs, batch, reference
+
+
+@functools.cache
+def _float32_params():
+  """The float32 model's params (seed 0) on the host; `_tiny_setup`'s batch shapes."""
+  c = _one_layer(get_model_config("test", features.MULTI_HEAD))
+  c.dtype = c.param_dtype = "float32"
+  size = c.image_size
+  with jax.enable_x64(False):  # the same program whichever dtype's setup comes first
+    image = jnp.zeros((8, size, size, 3))
+    args = (image, jnp.zeros((8, 8), jnp.int32), jnp.zeros((8, 6), jnp.int32))
+    params = jax.jit(build_model(c).init)({"params": jax.random.key(0)}, *args)
+    return jax.device_get(nn.unbox(params)["params"])
 
 
 def _step_fn(model):

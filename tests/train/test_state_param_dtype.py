@@ -1,5 +1,9 @@
 """The train state under param_dtype: float32 is the unchanged path; bfloat16 carries fp32 master
-weights through init, the abstract state (shardings), train steps and checkpoints."""
+weights through init, the abstract state (shardings), train steps and checkpoints.
+
+The float32 state both tests need (the float32 test's start, the bfloat16 test's expected master
+weights) is one init, shared with the other step tests (init_states_testlib: seed 0 on one
+device; an init's values do not depend on the mesh, tests/train/test_state.py)."""
 
 import jax
 import jax.numpy as jnp
@@ -7,6 +11,7 @@ import numpy as np
 import optax
 import pytest
 import train_testlib
+from init_states_testlib import initial_state
 
 from rahf_jax import features, models
 from rahf_jax.sharding import abstract_params as abstract_params_lib
@@ -38,7 +43,8 @@ def test_float32_train_step_is_the_plain_optax_step():
   model, tx, cfg, batches = _setup("float32")
   mesh = partitioning.make_mesh(devices=jax.devices()[:1])
   rules = partitioning.LOGICAL_AXIS_RULES["dp"]
-  s, shardings = state.init_state(model, tx, mesh, rules, batches[0], seed=0)
+  _, shardings = state.get_abstract_state(model, tx, mesh, rules, batches[0])
+  s = jax.device_put(initial_state(), shardings)  # init_state(..., seed=0), as init_states_testlib
   assert {x.dtype for x in jax.tree.leaves(s.params)} == {jnp.dtype(jnp.float32)}
   assert not isinstance(s.opt_state, optimizer.MasterWeightsState)
   train_step = _train_step(model, tx, cfg, mesh, rules, shardings)
@@ -93,9 +99,8 @@ def test_bfloat16_state_init_steps_and_checkpoints(tmp_path):
                   strict=True):  # fmt: skip
     assert p == m
   assert any("fsdp" in str(x.spec) for x in jax.tree.leaves(shardings.opt_state.master))
-  # The master weights are the model's fp32 init, the params that init cast to bf16.
-  s32, _ = state.init_state(model, optimizer.make_optimizer(
-    train_testlib.train_config()), mesh, rules, batches[0], seed=0)  # fmt: skip
+  # The master weights are the model's fp32 init (seed 0), the params that init cast to bf16.
+  s32 = initial_state()
   _equal(s.opt_state.master, s32.params)
 
   train_step = _train_step(model, tx, cfg, mesh, rules, shardings)

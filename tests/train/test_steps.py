@@ -5,12 +5,15 @@ state), where summation-order noise is ~1e-16 relative and Adam cannot amplify i
 differences; a partitioning error would still differ at full size. In float32 the same three
 steps differed by up to 7e-4 relative in a loss on one CPU (AMD EPYC, AVX2), and by 2e-4 on
 another, purely from the order of the sharded reductions (float64: <= 1e-15).
+
+Both tests start from one float64 initial state (init_states_testlib, one init for both).
 """
 
 import jax
 import numpy as np
 import pytest
 import train_testlib
+from init_states_testlib import initial_state
 
 from rahf_jax import features, models
 from rahf_jax.sharding import mesh_context, partitioning
@@ -25,12 +28,14 @@ _F64_RTOL = 256 * float(np.finfo(np.float64).eps)
 
 @pytest.fixture(scope="module")
 def setup():
-  return _setup("float32")
+  """The float64 model, optimizer, config, batches and initial state (host arrays)."""
+  with jax.enable_x64(True):
+    return _setup()
 
 
-def _setup(dtype):
+def _setup():
   mc = train_testlib.model_config()
-  mc.dtype = mc.param_dtype = dtype
+  mc.dtype = mc.param_dtype = "float64"
   # adam_eps well above summation noise: Adam's g / sqrt(v) would otherwise turn that noise in
   # near-zero gradients into lr-sized, sign-flipping updates.
   cfg = train_testlib.train_config(warmup_steps=0, learning_rate=1e-2, adam_eps=1e-3)
@@ -40,11 +45,7 @@ def _setup(dtype):
     make_synthetic_batch(mc, 8, train_testlib.PROMPT_LEN, train_testlib.TARGET_LEN, seed)
     for seed in range(NUM_STEPS)
   ]
-  mesh1 = partitioning.make_mesh(devices=jax.devices()[:1])
-  rules1 = partitioning.LOGICAL_AXIS_RULES["dp"]
-  init1, _ = state.init_state(model, tx, mesh1, rules1, batches[0], seed=0)
-  init_host = jax.device_get(init1)
-  return model, tx, cfg, batches, init_host
+  return model, tx, cfg, batches, initial_state("multihead", "float64")
 
 
 def _run(setup, mesh, rules_name):
@@ -64,9 +65,9 @@ def _run(setup, mesh, rules_name):
 
 
 @pytest.mark.slow
-def test_fsdp_and_dp_on_8_devices_match_one_device():
+def test_fsdp_and_dp_on_8_devices_match_one_device(setup):
   with jax.enable_x64(True):
-    _check_8_devices_match_one_device(_setup("float64"))
+    _check_8_devices_match_one_device(setup)
 
 
 def _close(got, want):
@@ -104,6 +105,11 @@ def _check_8_devices_match_one_device(setup):
 
 
 def test_eval_step_masks_padded_rows(setup):
+  with jax.enable_x64(True):  # the float64 setup (compared at 1e-5 all the same)
+    _check_eval_step_masks_padded_rows(setup)
+
+
+def _check_eval_step_masks_padded_rows(setup):
   model, tx, cfg, batches, init_host = setup
   mesh = partitioning.make_mesh(data=-1)
   rules = partitioning.LOGICAL_AXIS_RULES["dp"]

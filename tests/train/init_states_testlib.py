@@ -1,0 +1,41 @@
+"""One initial train state per model variant and dtype, shared by the step tests of tests/train.
+
+A train state's init compiles a large program (a threefry draw per parameter: about as long as
+the train step itself, 5-10 s here), and the step tests only need a state to start from. So
+`initial_state(variant, dtype)` inits train_testlib's model (compute and params in `dtype`) once
+per process, with seed 0 on one device, and keeps it on the host. Other processes that init the
+same program (test files run by another xdist worker) hit JAX's persistent compilation cache.
+
+The state does not depend on the training config's learning rate, schedule, eps or weight
+decay (AdamW's state at init is zero moments and zero counts), only on the model, the
+optimizer's structure (float32 or float64 params: no master weights) and the seed; nor on the
+example batch's size (init runs the model on zeros and keeps only the parameters).
+"""
+
+import functools
+
+import jax
+import train_testlib
+
+from rahf_jax import models
+from rahf_jax.sharding import partitioning
+from rahf_jax.train import optimizer, state
+from rahf_jax.train.synthetic_batches import make_synthetic_batch
+
+
+@functools.cache
+def initial_state(variant: str = "multihead", dtype: str = "float32") -> state.TrainState:
+  """`state.init_state` (seed 0, one device, dp rules) of train_testlib's model, on the host.
+
+  Made with x64 on exactly for float64, whichever test asks first; use a float64 state under
+  `jax.enable_x64(True)`.
+  """
+  mc = train_testlib.model_config(variant)
+  mc.dtype = mc.param_dtype = dtype
+  model = models.build_model(mc)
+  tx = optimizer.make_optimizer(train_testlib.train_config(variant))
+  mesh = partitioning.make_mesh(devices=jax.devices()[:1])
+  with jax.enable_x64(dtype == "float64"):
+    example = make_synthetic_batch(mc, 1, train_testlib.PROMPT_LEN, train_testlib.TARGET_LEN, 0)
+    init, _ = state.init_state(model, tx, mesh, partitioning.LOGICAL_AXIS_RULES["dp"], example)
+    return jax.device_get(init)
