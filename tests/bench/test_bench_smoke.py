@@ -124,9 +124,7 @@ def test_bench_model_tiny_prints_every_column(tmp_path):
     return
   assert r["flops_source"] == "analytic"
   model_config = get_model_config("test", "multihead")
-  for key, value in MODEL_OVERRIDES.items():
-    *groups, field = key.split(".")
-    (model_config[groups[0]] if groups else model_config)[field] = value
+  model_config.update_from_flattened_dict(MODEL_OVERRIDES)
   expected_flop = flops.train_flops_per_example(model_config, 16, 8)
   assert r["gflop_per_ex"] == pytest.approx(expected_flop / 1e9)
   assert r["tflops"] == pytest.approx(expected_flop * r["train_ex_s"] / 1e12)

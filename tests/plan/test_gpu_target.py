@@ -8,13 +8,10 @@ where it is absent, and the one-line error for that case runs everywhere else.
 
 import importlib.util
 import json
-import os
-import subprocess
-import sys
 
 import pytest
+from plan_testlib import run_plan
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HAS_PLUGIN = importlib.util.find_spec("jax_cuda12_plugin") is not None
 CONFIG = "configs/rahf.py:tiny,multihead"
 SMALL = [
@@ -27,12 +24,7 @@ SMALL = [
 
 
 def _plan(*args):
-  env = dict(os.environ)
-  env.pop("XLA_FLAGS", None)
-  return subprocess.run(
-    [sys.executable, "-m", "rahf_jax.cli", "plan", f"--config={CONFIG}", *args],
-    capture_output=True, text=True, cwd=REPO, env=env, timeout=900,
-  )  # fmt: skip
+  return run_plan(f"--config={CONFIG}", *args, timeout=900)
 
 
 @pytest.mark.slow

@@ -12,20 +12,19 @@ executable took 7 s with the demo's 32 to 64 channels and 2.5 s with 8, on 2 bus
 
 import json
 import os
-import subprocess
 import sys
 
 import flax.linen as nn
 import jax
 import numpy as np
 import pytest
+from plan_testlib import REPO, run_plan
 
 from rahf_jax.plan import targets
 from rahf_jax.sharding import mesh_context
 from rahf_jax.train import loop
 from rahf_jax.train.synthetic_batches import make_synthetic_batch
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG = "configs/rahf.py:tiny,multihead"
 SMALLER = {  # model.overrides
   "image_size": 64,
@@ -37,19 +36,10 @@ OVERRIDES = ["--config.num_microbatches=2", "--config.batch_size=16", "--config.
 OVERRIDES += [f"--config.model.overrides.{k}={v}" for k, v in SMALLER.items()]
 
 
-def _plan(*args, timeout=600):
-  env = dict(os.environ)
-  env.pop("XLA_FLAGS", None)  # plan sets the device count itself
-  return subprocess.run(
-    [sys.executable, "-m", "rahf_jax.cli", "plan", *args],
-    capture_output=True, text=True, cwd=REPO, env=env, timeout=timeout,
-  )  # fmt: skip
-
-
 @pytest.fixture(scope="module")
 def planned(tmp_path_factory):
   out = str(tmp_path_factory.mktemp("plan"))
-  proc = _plan(f"--config={CONFIG}", "--topology=cpu:8", f"--out={out}", "--save_executables",
+  proc = run_plan(f"--config={CONFIG}", "--topology=cpu:8", f"--out={out}", "--save_executables",
                *OVERRIDES)  # fmt: skip
   assert proc.returncode == 0, proc.stderr[-3000:]
   with open(os.path.join(out, "plan.json"), encoding="utf-8") as f:
@@ -83,9 +73,7 @@ def test_saved_train_executable_runs_the_train_step(planned):
 
   config = rahf.get_config("tiny,multihead")
   config.num_microbatches, config.batch_size, config.eval_batch_size = 2, 16, 8
-  for key, value in SMALLER.items():
-    *group, field = key.split(".")
-    (config.model.overrides[group[0]] if group else config.model.overrides)[field] = value
+  config.model.overrides.update_from_flattened_dict(SMALLER)
   setup = loop.build_setup(config)
   config.compiled_train_step = os.path.join(out, "train.executable")
   loaded = loop.build_setup(config).train_step
@@ -119,7 +107,7 @@ def test_missing_compiled_step_is_one_line():
   ],
 )
 def test_wrong_topology_is_one_line(topology, message):
-  proc = _plan(f"--config={CONFIG}", f"--topology={topology}", timeout=120)
+  proc = run_plan(f"--config={CONFIG}", f"--topology={topology}", timeout=120)
   assert proc.returncode == 2
   assert proc.stderr.strip().splitlines()[-1] == f"rahf-jax plan: error: {message}" or (
     message in proc.stderr.strip().splitlines()[-1]

@@ -39,10 +39,5 @@ def train_config(variant: str = "multihead", **overrides) -> ml_collections.Conf
   c.data.prompt_len, c.data.target_len = PROMPT_LEN, TARGET_LEN
   c.data.num_synthetic_batches = 2
   c.num_eval_batches = 1
-  for key, value in overrides.items():
-    node = c
-    *parents, leaf = key.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
+  c.update_from_flattened_dict(overrides)
   return c
