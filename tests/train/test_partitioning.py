@@ -3,21 +3,16 @@
 Exactness is checked in float64, where summation-order noise is ~1e-16 and a partitioning error
 (a wrong reduction, a missing all-reduce) would still show at full size: on two x86 CPUs (Intel
 Xeon, AMD EPYC) every output, loss and updated parameter of the three rule sets agreed with the
-one-device run to <= 4e-15. The float32 variant checks the forward outputs and the loss with a
-tolerance derived from float32 rounding (see `_F32_RTOL`); its SGD update is not compared element
-by element, because an element whose gradient is a near-cancelling sum keeps only the few
-significant bits that the summation order decides (one such element differed by 6e-4 relative on
-an AMD EPYC while float64 agreed to 2e-16).
+one-device run to <= 4e-15. float32 is not compared: the sharded program is the same one with
+another element type, and its rounding hides a small error (an element of the SGD update whose
+gradient is a near-cancelling sum keeps only the few significant bits that the summation order
+decides: one such element differed by 6e-4 relative on an AMD EPYC while float64 agreed to 2e-16).
 
 The model is the tiny size with one ViT layer and one T5 layer per stack (`_one_layer`): every
 parameter kind and every logical axis the rules map is still there (layer 0 of each stack, all
 heads), a second layer would only repeat them under the same rules, and each layer less is a
-smaller step to compile for each mesh. Both dtypes start from one init (`_float32_params`), the
-float64 params its float32 values cast up (exact): the comparisons hold for any params, and the
-init is a program as long to compile as the step.
+smaller step to compile for each mesh.
 """
-
-import functools
 
 import flax.linen as nn
 import jax
@@ -45,19 +40,16 @@ def test_make_mesh_sizes_and_errors():
     partitioning.make_mesh(data=-1, fsdp=-1)
 
 
-# float32: each output is at most ~10 layers deep, each a sum of <= 9 * 64 products, so its
-# rounding error is bounded by about depth * sqrt(terms) * eps = 10 * 24 * 1.2e-7 ~ 3e-5 of the
-# output's scale (the leaf's max |value|); seen: 3e-7. A partitioning error is O(1) of it.
-_F32_RTOL = 256 * float(np.finfo(np.float32).eps)
-# float64: the same bound with float64's eps (2.2e-16) is ~5e-14.
-_F64_RTOL = 256 * float(np.finfo(np.float64).eps)
+# Each output is at most ~10 layers deep, each a sum of <= 9 * 64 products, so its rounding
+# error is bounded by about depth * sqrt(terms) * eps = 10 * 24 * 2.2e-16 ~ 5e-14 of the output's
+# scale (the leaf's max |value|). A partitioning error is O(1) of it.
+_RTOL = 256 * float(np.finfo(np.float64).eps)
 
 
-@pytest.fixture(scope="module", params=["float64", "float32"])
-def tiny(request):
-  dtype = request.param
-  with jax.enable_x64(dtype == "float64"):
-    yield dtype, *_tiny_setup(dtype)
+@pytest.fixture(scope="module")
+def tiny():
+  with jax.enable_x64(True):
+    yield _tiny_setup()
 
 
 def _one_layer(c):
@@ -67,35 +59,23 @@ def _one_layer(c):
   return c
 
 
-def _tiny_setup(dtype):
+def _tiny_setup():
+  """The float64 model, its params (seed 0), specs, a batch and the unsharded step's results."""
   c = _one_layer(get_model_config("test", features.MULTI_HEAD))
-  c.dtype = c.param_dtype = dtype
+  c.dtype = c.param_dtype = "float64"
   model = build_model(c)
   rs = np.random.RandomState(0)
   b = 8
   batch = dict(
-    image=jnp.asarray(rs.uniform(-1, 1, (b, c.image_size, c.image_size, 3)), dtype),
+    image=jnp.asarray(rs.uniform(-1, 1, (b, c.image_size, c.image_size, 3)), jnp.float64),
     prompt_ids=jnp.asarray(np.where(np.arange(8) < 5, rs.randint(2, 512, (b, 8)), 0), jnp.int32),
     decoder_input_ids=jnp.asarray(rs.randint(0, 512, (b, 6)), jnp.int32),
   )
   args = (batch["image"], batch["prompt_ids"], batch["decoder_input_ids"])
   specs = partitioning.param_logical_specs(model, *args)["params"]
-  params = jax.tree.map(lambda p: jnp.asarray(p, dtype), _float32_params())
+  params = nn.unbox(jax.jit(model.init)({"params": jax.random.key(0)}, *args))["params"]
   reference = jax.jit(_step_fn(model))(params, batch)  # unsharded, computed once
   return model, params, specs, batch, reference
-
-
-@functools.cache
-def _float32_params():
-  """The float32 model's params (seed 0) on the host; `_tiny_setup`'s batch shapes."""
-  c = _one_layer(get_model_config("test", features.MULTI_HEAD))
-  c.dtype = c.param_dtype = "float32"
-  size = c.image_size
-  with jax.enable_x64(False):  # the same program whichever dtype's setup comes first
-    image = jnp.zeros((8, size, size, 3))
-    args = (image, jnp.zeros((8, 8), jnp.int32), jnp.zeros((8, 6), jnp.int32))
-    params = jax.jit(build_model(c).init)({"params": jax.random.key(0)}, *args)
-    return jax.device_get(nn.unbox(params)["params"])
 
 
 def _step_fn(model):
@@ -114,7 +94,7 @@ def _step_fn(model):
 
 @pytest.mark.slow
 def test_expected_parameter_shardings(tiny):
-  specs = tiny[3]
+  specs = tiny[2]
   mesh = partitioning.make_mesh(*MESHES["fsdp_tp"])
   sh = partitioning.logical_shardings(specs, mesh, partitioning.LOGICAL_AXIS_RULES["fsdp_tp"])
   enc = sh["encoder"]["layers_0"]
@@ -189,7 +169,7 @@ def _assert_close_to_scale(got, want, rtol, what):
 @pytest.mark.slow
 @pytest.mark.parametrize("rules_name", sorted(MESHES))
 def test_sharded_step_equals_unsharded(tiny, rules_name):
-  dtype, model, params, specs, batch, (ref_value, ref_out, ref_params) = tiny
+  model, params, specs, batch, (ref_value, ref_out, ref_params) = tiny
   step = _step_fn(model)
 
   mesh = partitioning.make_mesh(*MESHES[rules_name])
@@ -202,18 +182,17 @@ def test_sharded_step_equals_unsharded(tiny, rules_name):
     value, out, new_params = jax.jit(
       step, in_shardings=(param_sh, batch_sh), out_shardings=(None, None, param_sh)
     )(sharded_params, sharded_batch)
-  rtol = _F64_RTOL if dtype == "float64" else _F32_RTOL
-  _assert_close_to_scale(value, ref_value, rtol, "loss")
+  _assert_close_to_scale(value, ref_value, _RTOL, "loss")
   for (path, a), b in zip(
     jax.tree_util.tree_leaves_with_path(out), jax.tree.leaves(ref_out), strict=True
   ):
-    _assert_close_to_scale(a, b, rtol, jax.tree_util.keystr(path))
-  if dtype == "float64":  # the updated parameters, element by element (see the module doc)
-    # (An update computed wrongly would be off by O(|update|) ~ 1e-3 of the parameters' scale.)
-    for (path, a), b in zip(
-      jax.tree_util.tree_leaves_with_path(new_params), jax.tree.leaves(ref_params), strict=True
-    ):
-      _assert_close_to_scale(a, b, rtol, jax.tree_util.keystr(path))
+    _assert_close_to_scale(a, b, _RTOL, jax.tree_util.keystr(path))
+  # The updated parameters, element by element (an update computed wrongly would be off by
+  # O(|update|) ~ 1e-3 of the parameters' scale).
+  for (path, a), b in zip(
+    jax.tree_util.tree_leaves_with_path(new_params), jax.tree.leaves(ref_params), strict=True
+  ):
+    _assert_close_to_scale(a, b, _RTOL, jax.tree_util.keystr(path))
   # Parameters land where the rules say.
   for leaf, want in zip(jax.tree.leaves(new_params), jax.tree.leaves(param_sh), strict=True):
     assert leaf.sharding.is_equivalent_to(want, leaf.ndim)
