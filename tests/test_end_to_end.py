@@ -3,7 +3,8 @@
 Small but real: the builder, the SeqIO task, the trainer, the evaluator and the CLI's predict
 run exactly as `make demo` runs them, on 48 training examples for 240 steps of batch 8, with
 the demo's model at a 64x64 input (the scenes are rendered at 64x64; an 8x8 grid from a
-three-conv stem).
+three-conv stem). The training runs on one CPU device, as the demo's does; the evaluation, the
+CLI's predict and calibrate on the 8 fake devices of tests/conftest.py.
 
 What a run this small shows: the model fits the images it trains on, every output from the
 image (each map and score its own example's). The learning check holds the trained model, on
@@ -17,6 +18,7 @@ the mean map's CC or below (measured up to 360 steps on 96 examples); the demo's
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -57,14 +59,41 @@ def _tiny_config(data_dir):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-  from rahf_jax.train.loop import train_and_evaluate
-
   root = tmp_path_factory.mktemp("e2e")
   sizes = dict(num_train=48, num_dev=16, num_test=16, image_size=64, rows_per_group=16, seed=5)
   build_synthetic_richhf18k(str(root), **sizes)
   config = _tiny_config(root / "tfds")
-  summary = train_and_evaluate(config, str(root / "run"))
-  return root, config, summary
+  return root, config, _train_on_one_device(root / "tfds", root / "run")
+
+
+_TRAIN = """
+import json, sys
+sys.path.insert(0, {tests!r})
+from test_end_to_end import _tiny_config
+from rahf_jax.train.loop import train_and_evaluate
+summary = train_and_evaluate(_tiny_config({data_dir!r}), {workdir!r})
+with open({out!r}, "w") as f:
+  json.dump({{k: summary[k] for k in ("train_losses", "eval")}}, f, default=float)
+"""
+
+
+def _train_on_one_device(data_dir, workdir) -> dict:
+  """`train_and_evaluate(_tiny_config(data_dir), workdir)` in a child process with one CPU
+  device, as `make demo` trains on a CPU machine (this process has tests/conftest.py's 8 fake
+  devices, whose per-device launches and gradient all-reduce a model this small pays for: the run
+  took 76 s instead of 108 s on 2 cores of an Intel Xeon). Returns the summary's train losses and
+  dev evaluations, keyed by step."""
+  out = f"{workdir}.summary.json"
+  code = _TRAIN.format(tests=os.path.dirname(__file__), data_dir=str(data_dir),
+                       workdir=str(workdir), out=out)  # fmt: skip
+  flags = re.sub(r"--xla_force_host_platform_device_count=\d+", "", os.environ["XLA_FLAGS"])
+  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count=1 {flags}")
+  proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                        timeout=1200, cwd=REPO)  # fmt: skip
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  with open(out, encoding="utf-8") as f:
+    summary = json.load(f)
+  return {key: {int(step): v for step, v in summary[key].items()} for key in summary}
 
 
 def test_train_eval_predict(trained, tmp_path):
