@@ -13,9 +13,10 @@ dropout 0.1, whose masks come from the checkpointed key folded with the step (a 
 fresh or differently folded key draws other masks).
 
 Every run stops at step 12 (`stop_at_step`, as a pre-empted job) of a 24-step schedule: the
-config of tests/train/test_loop.py's runs but for how often it checkpoints, evaluates and keeps,
-so its model, init and train step are theirs, compiled once for both files (the memo of
-`setup_training` in one process, JAX's persistent compilation cache across processes).
+config of tests/train/test_loop.py's runs (train_testlib.loop_config) but for how often it
+checkpoints, evaluates and keeps, so its model, init and train step are theirs, compiled once
+for both files (the memo of `setup_training` in one process, JAX's persistent compilation cache
+across processes).
 """
 
 import glob
@@ -36,12 +37,8 @@ from rahf_jax.train import loop
 pytestmark = pytest.mark.slow
 
 STEPS = 12  # where every run stops
-NUM_BATCHES = 3
-CONFIG = {
-  "num_train_steps": 24, "checkpoint_every": 5, "eval_every": 0, "log_every": 4,
-  "keep_checkpoints": 3, "data.num_synthetic_batches": NUM_BATCHES,
-  "model.overrides.t5.dropout_rate": 0.1,
-}  # fmt: skip
+NUM_BATCHES = train_testlib.LOOP_BATCHES
+CONFIG = {"checkpoint_every": 5, "eval_every": 0, "keep_checkpoints": 3}
 DRIVER = textwrap.dedent(
   """
   import os, sys, signal
@@ -57,14 +54,14 @@ DRIVER = textwrap.dedent(
         os.kill(os.getpid(), signal.SIGKILL)
       return finalize(self, *a, **k)
     atomicity.AtomicRenameTemporaryPath.finalize = dying_finalize
-  config = train_testlib.train_config(**{config!r})
+  config = train_testlib.loop_config(**{config!r})
   loop.train_and_evaluate(config, sys.argv[1], stop_at_step={steps})
   """
 )
 
 
 def _config():
-  return train_testlib.train_config(**CONFIG)
+  return train_testlib.loop_config(**CONFIG)
 
 
 def _start(workdir, tmp_path, **env):

@@ -17,17 +17,15 @@ import train_testlib
 from rahf_jax.train import input_batches, loop
 from rahf_jax.train.checkpointing import Checkpointer
 
-STEPS = 24
-NUM_BATCHES = 3
+STEPS = train_testlib.LOOP_STEPS
+NUM_BATCHES = train_testlib.LOOP_BATCHES
 RESUME_AT = 13  # not a multiple of NUM_BATCHES: the stream resumes mid-cycle
 
 
 def _config(**kw):
-  base = {"num_train_steps": STEPS, "checkpoint_every": 4, "eval_every": 8, "log_every": 4,
-          "keep_checkpoints": 2, "best_metric": "dev/loss", "best_mode": "min",
-          "data.num_synthetic_batches": NUM_BATCHES,
-          "model.overrides.t5.dropout_rate": 0.1}  # fmt: skip
-  return train_testlib.train_config(**(base | kw))
+  base = {"checkpoint_every": 4, "eval_every": 8, "keep_checkpoints": 2,
+          "best_metric": "dev/loss", "best_mode": "min"}  # fmt: skip
+  return train_testlib.loop_config(**(base | kw))
 
 
 @pytest.fixture(scope="module")

@@ -41,3 +41,21 @@ def train_config(variant: str = "multihead", **overrides) -> ml_collections.Conf
   c.num_eval_batches = 1
   c.update_from_flattened_dict(overrides)
   return c
+
+
+# The loop tests' runs (test_loop.py, test_killed_runs.py): one schedule and model, so both files
+# train with the same compiled init and train step.
+LOOP_STEPS = 24
+LOOP_BATCHES = 3
+
+
+def loop_config(**overrides) -> ml_collections.ConfigDict:
+  """train_config for a LOOP_STEPS-step schedule cycling LOOP_BATCHES synthetic batches, with T5
+  dropout 0.1 and the loss logged every 4 steps (override fields as in train_config)."""
+  base = {
+    "num_train_steps": LOOP_STEPS,
+    "log_every": 4,
+    "data.num_synthetic_batches": LOOP_BATCHES,
+    "model.overrides.t5.dropout_rate": 0.1,
+  }
+  return train_config(**(base | overrides))
