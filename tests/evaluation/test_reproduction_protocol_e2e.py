@@ -1,4 +1,4 @@
-"""`--protocol reproduction` end to end on a tiny trained workdir (synthetic data, CPU).
+"""`--protocol reproduction` end to end on the tests' tiny trained run (synthetic data, CPU).
 
 The heatmap MSE (all) it reports is checked against the reproduction's definition computed
 here directly: the TFDS uint8 maps resized with PIL bilinear and / 255, `nn.MSELoss`-style
@@ -16,6 +16,7 @@ from PIL import Image
 from rahf_jax import features as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import shared_runs  # noqa: E402
 from data_testlib import build_synthetic_richhf18k  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -25,30 +26,20 @@ BATCH = 5  # the reproduction's batch size for this test (12 test examples: 5, 5
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-  from rahf_jax.demo import load_config
-  from rahf_jax.train.loop import train_and_evaluate
-
+  """root: the synthetic RichHF build (root/tfds, 12 test examples) and, in root/run, a copy of
+  the tests' tiny run (tests/shared_runs.py) set to read that build. The protocol is about the
+  metrics' definitions, not the model: any trained run will do (the input pipeline resizes
+  the build's images to the model's size)."""
   root = tmp_path_factory.mktemp("reproduction_eval")
   sizes = dict(num_train=16, num_dev=8, num_test=12, image_size=64, rows_per_group=16, seed=3)
-  build_synthetic_richhf18k(str(root), **sizes)
-  c = load_config("configs/rahf.py", "tiny,multihead")
-  c.data.data_dir = str(root / "tfds")
-  # One layer per stack, at the scenes' own 64x64 (a 3-conv stem to the same 8x8 grid): the
-  # protocol is about the metrics' definitions, not the model's size.
-  c.model.overrides.image_size = 64
-  c.model.overrides.vit.patch_size = 8
-  c.model.overrides.vit.stem_channels = (32, 64, 64)
-  c.model.overrides.vit.depth = 1
-  c.model.overrides.t5.num_encoder_layers = 1
-  c.model.overrides.t5.num_decoder_layers = 1
-  c.batch_size = 8
-  c.eval_batch_size = 8
-  c.num_train_steps = 2
-  c.warmup_steps = 1
-  c.log_every = 1
-  c.eval_every = 100
-  c.checkpoint_every = 2
-  train_and_evaluate(c, str(root / "run"))
+  data_dir = build_synthetic_richhf18k(str(root), **sizes)
+  run = shared_runs.copy_of(shared_runs.tiny_run(), root)
+  os.rename(run, root / "run")
+  with open(root / "run" / "config.json", encoding="utf-8") as f:
+    config = json.load(f)
+  config["data"].update(source="tfds", data_dir=data_dir)
+  with open(root / "run" / "config.json", "w", encoding="utf-8") as f:
+    json.dump(config, f)
   return root
 
 
