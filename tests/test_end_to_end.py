@@ -245,10 +245,10 @@ def test_calibrate_records_the_best_dev_bias_and_predictions_use_it(trained):
   assert predictor.mark_bias == record["mark_bias"]
   for bias in {0.0, record["mark_bias"]}:
     predictor.mark_bias = bias
-    words = evaluator.evaluate(predictor, "dev")[0]["words"]
-    assert words["f1"] == f1[bias], bias
+    metrics, collected = evaluator.evaluate(predictor, "dev")
+    assert metrics["words"]["f1"] == f1[bias], bias
 
   by_bias, n = mark_calibration.f1_by_mark_bias(predictor, "dev", candidates=(1e6,))
-  refs = evaluator.evaluate(predictor, "dev")[1].ref[F.WORDS_TYPE]
+  refs = collected.ref[F.WORDS_TYPE]
   assert n == len(refs) > 0
   assert by_bias[1e6]["f1"] == baselines.word_baselines(refs)[baselines.ALL_MARKED]["f1"]

@@ -76,13 +76,18 @@ def test_init_rahf_starts_from_the_converted_params_and_its_loss(converted, tmp_
   params, _ = workdir_files.restore_params(str(workdir), _abstract(converted))
   # The loss of step 1 is the loss of the initial params on the first batch: computed once from
   # the converted params directly (both runs train on the same first batch), by one jitted
-  # forward (op by op, each of its many small ops would be compiled on its own).
+  # forward and loss (op by op, each of their many small ops would be compiled on its own).
   c = _config(workdir)
   model_config, model = build_model_from_config(c)
   batch = next(input_batches.train_batches(c, model_config, start_batch=0))
-  outputs = jax.jit(model.apply)({"params": params}, batch["image"], batch["prompt_ids"],
-                                 batch["decoder_input_ids"])  # fmt: skip
-  want, _ = losses.compute_losses(outputs, batch, features.MULTI_HEAD, c.loss_weights.to_dict())
+
+  @jax.jit
+  def first_loss(params, batch):
+    outputs = model.apply({"params": params}, batch["image"], batch["prompt_ids"],
+                          batch["decoder_input_ids"])  # fmt: skip
+    return losses.compute_losses(outputs, batch, features.MULTI_HEAD, c.loss_weights.to_dict())[0]
+
+  want = first_loss(params, batch)
   # The .pt first and the workdir last: the step-0 run below has the workdir run's config, so it
   # reuses its compiled steps.
   for source in (str(converted / "rahf_model.pt"), str(workdir)):  # the .pt itself, or a workdir
