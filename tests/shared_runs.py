@@ -46,7 +46,8 @@ def trained_run(name: str, config) -> str:
 
 
 def tiny_run() -> str:
-  """tiny_config() trained: the run the reward, inference and calibration tests read."""
+  """tiny_config() trained: the run the reward, inference, calibration and reproduction-protocol
+  tests read."""
   return trained_run("tiny_multihead", tiny_config())
 
 
