@@ -3,7 +3,8 @@
 A run is trained by whichever pytest process (xdist worker) asks for it first, under a file lock,
 into the session's folder (tests/conftest.py makes it and removes it at the end); the others wait
 for it and read the same files. Tests must not write into a shared run: one that does (e.g.
-calibrates it, or edits its config) works on `copy_of(run, tmp_path)`.
+calibrates it, or edits its config) works on `copy_of(run, tmp_path)`, which can also update the
+copy's config.
 """
 
 import os
@@ -51,6 +52,15 @@ def tiny_run() -> str:
   return trained_run("tiny_multihead", tiny_config())
 
 
-def copy_of(run: str, dest) -> str:
-  """A copy of a shared run that a test may write to."""
-  return shutil.copytree(run, os.path.join(str(dest), os.path.basename(run)))
+def copy_of(run: str, dest, name: str | None = None, config_updates: dict | None = None) -> str:
+  """A copy of a shared run that a test may write to: dest/name (default: the run's name), its
+  config.json updated with `config_updates` (dotted field -> value)."""
+  from rahf_jax.inference.predictor import load_config  # noqa: PLC0415
+  from rahf_jax.sharding.workdir_files import save_config  # noqa: PLC0415
+
+  copy = shutil.copytree(run, os.path.join(str(dest), name or os.path.basename(run)))
+  if config_updates:
+    config = load_config(copy)
+    config.update_from_flattened_dict(config_updates)
+    save_config(config, copy)
+  return copy

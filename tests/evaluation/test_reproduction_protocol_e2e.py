@@ -33,13 +33,8 @@ def workdir(tmp_path_factory):
   root = tmp_path_factory.mktemp("reproduction_eval")
   sizes = dict(num_train=16, num_dev=8, num_test=12, image_size=64, rows_per_group=16, seed=3)
   data_dir = build_synthetic_richhf18k(str(root), **sizes)
-  run = shared_runs.copy_of(shared_runs.tiny_run(), root)
-  os.rename(run, root / "run")
-  with open(root / "run" / "config.json", encoding="utf-8") as f:
-    config = json.load(f)
-  config["data"].update(source="tfds", data_dir=data_dir)
-  with open(root / "run" / "config.json", "w", encoding="utf-8") as f:
-    json.dump(config, f)
+  updates = {"data.source": "tfds", "data.data_dir": data_dir}
+  shared_runs.copy_of(shared_runs.tiny_run(), root, name="run", config_updates=updates)
   return root
 
 

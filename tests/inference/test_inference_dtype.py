@@ -1,15 +1,12 @@
 """Prediction and scoring compute in float32 on a CPU backend (XLA:CPU runs bfloat16 dots as
 float32 plus conversions) and in the config's dtype on GPU/TPU."""
 
-import json
-import os
-
 import jax
 import numpy as np
 import pytest
 import shared_runs
 
-from rahf_jax.inference.predictor import Predictor, inference_dtype
+from rahf_jax.inference.predictor import Predictor, inference_dtype, load_config
 from rahf_jax.reward import Scorer
 
 
@@ -27,14 +24,10 @@ def test_the_choice():
 def bf16_workdir(tmp_path_factory):
   """A run whose config computes in bfloat16: the tests' tiny run with its config's compute dtype
   set to bfloat16 (what a bfloat16 run saves; its parameters are float32 in either case)."""
-  path = shared_runs.copy_of(shared_runs.tiny_run(), tmp_path_factory.mktemp("bf16_run"))
-  with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
-    config = json.load(f)
-  assert config["model"]["overrides"]["dtype"] == "float32"
-  config["model"]["overrides"]["dtype"] = "bfloat16"
-  with open(os.path.join(path, "config.json"), "w", encoding="utf-8") as f:
-    json.dump(config, f)
-  return path
+  run = shared_runs.tiny_run()
+  assert load_config(run).model.overrides.dtype == "float32"
+  dest = tmp_path_factory.mktemp("bf16_run")
+  return shared_runs.copy_of(run, dest, config_updates={"model.overrides.dtype": "bfloat16"})
 
 
 def _scores(predictor):
