@@ -83,11 +83,20 @@ def test_saved_train_executable_runs_the_train_step(planned):
   )
 
   # The reference: this process's train step compiled with the plan's compiler options, so
-  # the same program with the same options, and the same bits. (Each call gets a fresh initial
-  # state, as the step donates it; the init is called outside the mesh context, so it compiles
-  # once.)
+  # the same program with the same options, and the same bits. Each call gets a fresh state, as
+  # the step donates it: random params (seed 0) and a fresh optimizer state (zeros), made on the
+  # host from the abstract state, so no init is compiled.
   def initial_state():
-    return setup.init_fn(jax.random.PRNGKey(0))
+    rng, abstract = np.random.default_rng(0), setup.abstract_state
+    host = abstract.replace(
+      step=np.zeros((), abstract.step.dtype),
+      params=jax.tree.map(
+        lambda a: (0.05 * rng.standard_normal(a.shape)).astype(a.dtype), abstract.params
+      ),
+      opt_state=jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), abstract.opt_state),
+      rng=np.array([0, 7], abstract.rng.dtype),
+    )
+    return jax.device_put(host, setup.state_shardings)
 
   state = initial_state()
   with jax.set_mesh(setup.mesh), nn.logical_axis_rules(setup.rules):
