@@ -18,6 +18,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 import pytest
+from host_params import random_like
 from plan_testlib import REPO, run_plan
 
 from rahf_jax.plan import targets
@@ -87,12 +88,10 @@ def test_saved_train_executable_runs_the_train_step(planned):
   # the step donates it: random params (seed 0) and a fresh optimizer state (zeros), made on the
   # host from the abstract state, so no init is compiled.
   def initial_state():
-    rng, abstract = np.random.default_rng(0), setup.abstract_state
+    abstract = setup.abstract_state
     host = abstract.replace(
       step=np.zeros((), abstract.step.dtype),
-      params=jax.tree.map(
-        lambda a: (0.05 * rng.standard_normal(a.shape)).astype(a.dtype), abstract.params
-      ),
+      params=random_like(abstract.params),
       opt_state=jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), abstract.opt_state),
       rng=np.array([0, 7], abstract.rng.dtype),
     )

@@ -23,6 +23,7 @@ import flax
 import jax
 import numpy as np
 import pytest
+from host_params import random_like
 
 from rahf_jax import features as F
 from rahf_jax.models import MODEL_SIZES, build_model, build_model_from_config
@@ -169,41 +170,36 @@ def test_adapter_loss_is_the_native_train_steps_loss(variant):
   assert config.to_dict() == native.to_dict()
 
   setup = build_setup(native)  # compiles nothing
-  rng = np.random.default_rng(0)  # any params will do: both sides compute on the same ones
-  params = jax.tree.map(
-    lambda a: (0.05 * rng.standard_normal(a.shape)).astype(a.dtype), setup.abstract_state.params
-  )
+  params = random_like(setup.abstract_state.params)  # both sides compute on the same ones
   model_cfg = run_settings.model_config(config)
   batch = make_synthetic_batch(model_cfg, 8, config.data.prompt_len, config.data.target_len, 3)
   module = build_model(model_cfg)
   weights, pixel_loss = run_settings.loss_weights(config), run_settings.heatmap_loss(config)
+  native_weights, native_pixel_loss = native.loss_weights.to_dict(), losses.heatmap_loss_of(native)
 
   @jax.jit
-  def both(params, batch, key):
-    ours = run_settings.loss_fn(module, params, batch, variant, weights, key, pixel_loss)
-    theirs = forward.forward_and_losses(
-      setup.model, params, batch, variant, native.loss_weights.to_dict(), key,
-      losses.heatmap_loss_of(native),
-    )  # fmt: skip
-    deterministic = run_settings.loss_fn(module, params, batch, variant, weights, None, pixel_loss)
-    native_deterministic = forward.forward_and_losses(
-      setup.model, params, batch, variant, native.loss_weights.to_dict(), None,
-      losses.heatmap_loss_of(native),
-    )  # fmt: skip
-    return ours, theirs, deterministic, native_deterministic
+  def adapter_and_native(params, batch, key):
+    """{mode: (adapter's (loss, terms), native's)}, in training mode (the key) and deterministic."""
+    return {
+      mode: (
+        run_settings.loss_fn(module, params, batch, variant, weights, k, pixel_loss),
+        forward.forward_and_losses(
+          setup.model, params, batch, variant, native_weights, k, native_pixel_loss
+        ),
+      )
+      for mode, k in (("train", key), ("deterministic", None))
+    }
 
-  ours, theirs, deterministic, native_deterministic = jax.device_get(
-    both(params, batch, jax.random.PRNGKey(1))
-  )
-  for got, want in ((ours, theirs), (deterministic, native_deterministic)):
-    assert set(got[1]) == set(want[1])
+  results = jax.device_get(adapter_and_native(params, batch, jax.random.PRNGKey(1)))
+  for mode, ((loss, terms), (want_loss, want_terms)) in results.items():
+    assert set(terms) == set(want_terms), mode
     for key in ("heatmap_loss", "score_loss", "text_loss"):
-      assert np.isfinite(want[1][key]) and want[1][key] > 0, key
-    np.testing.assert_array_equal(got[0], want[0])
-    for key in want[1]:
-      np.testing.assert_array_equal(got[1][key], want[1][key], err_msg=key)
+      assert np.isfinite(want_terms[key]) and want_terms[key] > 0, (mode, key)
+    np.testing.assert_array_equal(loss, want_loss, err_msg=mode)
+    for key in want_terms:
+      np.testing.assert_array_equal(terms[key], want_terms[key], err_msg=f"{mode}: {key}")
   # The key reaches the model: T5's dropout changes the text loss.
-  assert ours[1]["text_loss"] != deterministic[1]["text_loss"]
+  assert results["train"][0][1]["text_loss"] != results["deterministic"][0][1]["text_loss"]
 
 
 def test_pretrained_start_is_read_by_the_init_not_compiled_into_it(tmp_path):
@@ -221,11 +217,7 @@ def test_pretrained_start_is_read_by_the_init_not_compiled_into_it(tmp_path):
   )  # fmt: skip
 
   def init(seed):  # params of the init's shapes and dtypes (no init to compile)
-    rng = np.random.default_rng(seed)
-    return jax.tree.map(
-      lambda a: rng.standard_normal(a.shape).astype(a.dtype),
-      dict(flax.linen.unbox(abstract["params"])),
-    )
+    return random_like(dict(flax.linen.unbox(abstract["params"])), seed, scale=1.0)
 
   saved = init(5)
   workdir = str(tmp_path / "native")

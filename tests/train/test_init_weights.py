@@ -75,7 +75,7 @@ def test_init_rahf_starts_from_the_converted_params(converted, tmp_path):
   workdir = converted / "converted"
   want, _ = workdir_files.restore_params(str(workdir), _abstract(converted))
   want = _flat(want)
-  # Both sources give one config but the .pt path, so the second run reuses the first's init.
+  # The two configs differ only in the path, which the init program does not contain: one compile.
   for source in (str(converted / "rahf_model.pt"), str(workdir)):
     c = _config(workdir, rahf=source)
     state = train_and_evaluate(c, str(tmp_path / os.path.basename(source)), stop_at_step=0)["state"]
