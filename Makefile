@@ -27,10 +27,10 @@ $(STAMP): setup.py
 
 install: $(STAMP)  ## make .venv and install -e .[dev] (done automatically by test/demo)
 
-test: $(STAMP)  ## run every test (CPU, 8 fake devices); about 16 minutes on 2 cores
+test: $(STAMP)  ## run every test (CPU, 8 fake devices); about 14 minutes on 2 cores (up to 20 on a busy machine)
 	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder -q -rs tests
 
-test-fast: $(STAMP)  ## the quick tier: tests not marked slow (no training, serving or big compile); about 3 minutes on 2 cores
+test-fast: $(STAMP)  ## the quick tier: tests not marked slow (no training, serving or big compile); about 2.5 minutes on 2 cores
 	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder -q -m 'not slow' tests
 
 demo: $(STAMP)  ## synthetic RichHF data -> tfds build -> train tiny -> evaluate -> $(DEMO_OUT)/
