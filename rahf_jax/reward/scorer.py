@@ -147,7 +147,11 @@ class Scorer:
       raise ValueError(f"model variant {self.variant!r} unknown; use one of {F.VARIANTS}.")
     texts = None
     if words:
-      ids = self.predictor.decode(batch, self.encode_prompts(word_prompts), self.decode_length)
+      # The copy plan from the prompts' text, as Predictor.predict makes it: read back from the
+      # ids it would lose what the encoder's prompt_len (and an augmented prefix) cut off.
+      ids = self.predictor.decode(
+        batch, self.encode_prompts(word_prompts), self.decode_length, prompts=padded_prompts
+      )
       texts = postprocess.decode_texts(ids, self.predictor.tokenizer)
     out = []
     for i in range(n):

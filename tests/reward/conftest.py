@@ -1,7 +1,7 @@
 """Fixtures of the reward tests: the tests' tiny trained run (tests/shared_runs.py) and scorers.
 
 The multi-head run is trained for real (orbax checkpoint, config.json), so `Scorer.from_workdir`
-and the CLI run exactly as for a user's run. The augmented-prompt scorer uses freshly initialised
+and the CLI run exactly as for a user's run. The augmented-prompt scorer uses random
 parameters (its code paths do not depend on training).
 """
 
@@ -26,6 +26,7 @@ def scorer(workdir):
 @pytest.fixture(scope="session")
 def augmented_scorer():
   import jax
+  from host_params import random_like
 
   from rahf_jax.inference.predictor import Predictor
   from rahf_jax.inference.tokenizer import load_tokenizer
@@ -33,5 +34,8 @@ def augmented_scorer():
   from rahf_jax.train.loop import setup_training
 
   setup = setup_training(shared_runs.tiny_config("augmented"))
-  params = setup.init_fn(jax.random.PRNGKey(1)).params
+  # Random values on the params' shardings, made on the host: an init would be one more program
+  # to compile, for values the tests compare only with themselves.
+  params = jax.device_put(random_like(setup.abstract_state.params, seed=1),
+                          setup.state_shardings.params)  # fmt: skip
   return Scorer(Predictor(setup, params, load_tokenizer("demo")), batch_size=4)
