@@ -1,4 +1,4 @@
-"""Measurement helpers shared by the benchmarks: timing, matmul peak, memory, tables.
+"""Helpers shared by the benchmarks: config overrides, timing, matmul peak, memory, tables.
 
 Nothing here imports TensorFlow; JAX is imported inside the functions that need it so
 that an orchestrating parent process never initialises a device backend.
@@ -14,6 +14,32 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 GIB = 1024**3
+
+
+def set_fields(config, overrides: dict, error: str) -> None:
+  """config.<dotted key> = value for each item of `overrides`; ValueError for a key that is not
+  already a field, with `error` formatted with {key}."""
+  for key, value in overrides.items():
+    *path, leaf = key.split(".")
+    target = config
+    try:
+      for name in path:
+        target = target[name]
+      if leaf not in target:
+        raise KeyError(leaf)
+      target[leaf] = value
+    except (KeyError, TypeError, AttributeError) as e:
+      raise ValueError(error.format(key=repr(key))) from e
+
+
+def model_config(size: str, variant: str, overrides: dict | None = None):
+  """The registered model config of (size, variant) with --model_overrides (dotted keys)."""
+  from rahf_jax import models
+
+  config = models.get_model_config(size, variant)
+  error = f"--model_overrides: {{key}} is not a field of the {size} model config; use the config's"
+  set_fields(config, overrides or {}, error + " own field names (dots for nested fields).")
+  return config
 
 
 def run_child(script: str, argv: Sequence[str], timeout_s: float) -> dict:

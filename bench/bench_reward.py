@@ -21,6 +21,7 @@ Examples:
 """
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -47,11 +48,19 @@ COLUMNS = (
 
 
 def make_scorer(
-  size: str, variant: str, batch: int, prompt_len: int, target_len: int, seed: int, dtype: str = ""
+  size: str,
+  variant: str,
+  batch: int,
+  prompt_len: int,
+  target_len: int,
+  seed: int,
+  dtype: str = "",
+  model_overrides: dict | None = None,
 ):
   """A Scorer over freshly initialised parameters of (size, variant), on all local devices.
 
   `dtype`: the model's compute dtype ("" keeps the model config's, bfloat16).
+  `model_overrides`: model-config fields by dotted name, e.g. {"vit.depth": 1}.
   """
   import jax
 
@@ -67,6 +76,8 @@ def make_scorer(
   config.mesh.data = -1  # every local device (one on a single-GPU or plain CPU host)
   config.data.prompt_len, config.data.target_len = prompt_len, target_len
   config.data.vocabulary = "demo"
+  # The whole overridden model config as the run's overrides (a field it lacks is an error here).
+  config.model.overrides = bc.model_config(size, variant, model_overrides)
   if dtype:
     config.model.overrides.dtype = dtype
   setup = setup_training(config)
@@ -82,8 +93,9 @@ def measure(args, size: str, variant: str, batch: int) -> dict:
 
   row = {"size": size, "variant": variant, "batch": batch}
   scorer = make_scorer(
-    size, variant, batch, args.prompt_len, args.target_len, args.seed, args.dtype
-  )
+    size, variant, batch, args.prompt_len, args.target_len, args.seed, args.dtype,
+    args.model_overrides,
+  )  # fmt: skip
   rng = np.random.default_rng(args.seed)
   images = [
     rng.integers(0, 256, (args.source_size, args.source_size, 3), np.uint8) for _ in range(batch)
@@ -136,18 +148,28 @@ def main(argv=None) -> int:
     help="model compute dtype ('' = the config's bfloat16; float32 is faster on XLA's CPU "
     "backend, which runs bf16 dots and convolutions as float32 plus conversions)",
   )
+  parser.add_argument(
+    "--model_overrides", default="", help='JSON dict of model-config fields, e.g. {"vit.depth": 1}'
+  )
   parser.add_argument("--json", default="", help="write every figure here")
   args = parser.parse_args(argv)
 
   import jax
 
   size = SIZE_ALIASES.get(args.size, args.size)
+  args.model_overrides = json.loads(args.model_overrides) if args.model_overrides else None
+  for variant in args.variants.split(","):
+    try:  # a misspelt field stops here, not in every row
+      bc.model_config(size, variant, args.model_overrides)
+    except ValueError as e:
+      raise SystemExit(str(e)) from None
   device = jax.devices()[0]
   info = {
     "device": f"{device.platform}:{getattr(device, 'device_kind', '?')}",
     "jax_version": jax.__version__,
     "source_size": args.source_size,
     "dtype": args.dtype or "bfloat16 (config)",
+    "model_overrides": args.model_overrides or {},
   }
   rows = []
   for variant in args.variants.split(","):

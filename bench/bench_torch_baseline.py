@@ -2,8 +2,10 @@ r"""Side by side on the same device: OUR RAHF (JAX) against the PyTorch reproduc
 
 The PyTorch side is bench/torch_rahf.py (transformers' ViTModel and T5ForConditionalGeneration
 plus the reproduction's heads), built with the same sizes as our model config (ViT, T5, head
-channels all read from `get_model_config(size)`); both start from random weights, and both see
-the same random inputs. Per (implementation, precision, part) it reports examples/s:
+channels all read from `get_model_config(size)` with --model_overrides applied; options torch has
+no counterpart for, such as upsample_impl or remat, change ours only); both start from random
+weights, and both see the same random inputs. Per (implementation, precision, part) it reports
+examples/s:
 
   infer   heads-only forward (heatmaps + scores, no decoder): ours `predict_heads` under jax.jit;
           torch `encode` + `heads` under inference_mode
@@ -64,18 +66,9 @@ COLUMNS = (
 
 
 def model_config(size: str, overrides: dict | None = None):
-  from rahf_jax import features, models
+  from rahf_jax import features
 
-  c = models.get_model_config(size, features.MULTI_HEAD)
-  for key, value in (overrides or {}).items():
-    *path, leaf = key.split(".")
-    target = c
-    for name in path:
-      target = target[name]
-    if leaf not in target:
-      raise ValueError(f"--model_overrides: {key!r} is not a field of the {size} model config.")
-    target[leaf] = value
-  return c
+  return bc.model_config(size, features.MULTI_HEAD, overrides)
 
 
 def torch_kwargs(c) -> dict:
@@ -218,7 +211,7 @@ def torch_run(task: dict) -> dict:
     return {"status": f"torch absent ({e.name or e})"}
   import contextlib
 
-  c = model_config(task["size"])
+  c = model_config(task["size"], task.get("model_overrides"))
   device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
   torch.manual_seed(0)
   model = torch_rahf.TorchRAHF(**torch_kwargs(c)).to(device)
@@ -259,6 +252,9 @@ def torch_run(task: dict) -> dict:
   times = _torch_time(torch, device, step, task["steps"], task["warmup"])
   out = dict(step_s_all=times, device=str(device), torch_version=torch.__version__)
   out["threads"] = torch.get_num_threads()
+  vit_config, t5_config = model.vit.config, model.t5.config
+  out["layers"] = {"vit": vit_config.num_hidden_layers, "t5_encoder": t5_config.num_layers,
+                   "t5_decoder": t5_config.num_decoder_layers}  # fmt: skip
   if device.type == "cuda":
     out["peak_bytes"] = int(torch.cuda.max_memory_allocated())
   return out
@@ -333,7 +329,9 @@ def main(argv=None) -> int:
   parser.add_argument("--warmup", type=int, default=1, help="untimed calls after compiling")
   parser.add_argument("--prompt_len", type=int, default=64)
   parser.add_argument("--target_len", type=int, default=64)
-  parser.add_argument("--model_overrides", default="", help="JSON dict for OUR model config")
+  parser.add_argument(
+    "--model_overrides", default="", help="JSON dict for the model config (sizes: both sides)"
+  )
   parser.add_argument("--deadline_s", type=float, default=0, help="start no task after (0: none)")
   parser.add_argument("--task_timeout_s", type=float, default=1800)
   parser.add_argument(
@@ -364,7 +362,7 @@ def main(argv=None) -> int:
   }
   size = SIZE_ALIASES.get(args.size, args.size)
   overrides = json.loads(args.model_overrides) if args.model_overrides else {}
-  print(f"# {size} multi-head on {platform}; parts {parts}; ours overrides {overrides}")
+  print(f"# {size} multi-head on {platform}; parts {parts}; model overrides {overrides}")
 
   results = []
   torch_absent = None
@@ -382,7 +380,7 @@ def main(argv=None) -> int:
           warmup=args.warmup,
           prompt_len=args.prompt_len,
           target_len=args.target_len,
-          model_overrides=overrides if impl == "ours" else {},
+          model_overrides=overrides,
         )
         left = args.deadline_s - (time.perf_counter() - start) if args.deadline_s else 1e9
         if impl == "torch" and torch_absent:
@@ -417,7 +415,7 @@ def main(argv=None) -> int:
   print(
     f"{size} multi-head on {platform}, prompt_len {args.prompt_len}, target_len "
     f"{args.target_len}, {args.steps} timed calls after {args.warmup} warm-up; torch threads "
-    f"{threads}; ours overrides {overrides or 'none'}; wall {time.perf_counter() - start:.0f} s"
+    f"{threads}; model overrides {overrides or 'none'}; wall {time.perf_counter() - start:.0f} s"
   )
   print(bc.format_table(rows, COLUMNS))
   return 0 if all(r["status"] == "ok" or "torch absent" in r["status"] for r in rows) else 1

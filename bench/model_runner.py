@@ -24,28 +24,7 @@ def _single_device_mesh():
 
 def _model_config(run: dict):
   """The model config of the run's size and variant, with `model_overrides` applied."""
-  from rahf_jax import models
-
-  config = models.get_model_config(run["size"], run["variant"])
-  for key, value in (run.get("model_overrides") or {}).items():
-    _set_field(config, key, value, f"--model_overrides: {key!r} is not a field of the "
-               f"{run['size']} model config; use the config's own field names (dots for nested "
-               "fields).")  # fmt: skip
-  return config
-
-
-def _set_field(config, key: str, value, error: str) -> None:
-  """config.<dotted key> = value for an existing field; ValueError(error) otherwise."""
-  *path, leaf = key.split(".")
-  target = config
-  try:
-    for name in path:
-      target = target[name]
-    if leaf not in target:
-      raise KeyError(leaf)
-    target[leaf] = value
-  except (KeyError, TypeError, AttributeError) as e:
-    raise ValueError(error) from e
+  return bc.model_config(run["size"], run["variant"], run.get("model_overrides"))
 
 
 def _train_config(run: dict):
@@ -60,9 +39,8 @@ def _train_config(run: dict):
   config.data.prompt_len = run["prompt_len"]
   config.data.target_len = run["target_len"]
   config.logical_rules = RULES_NAME
-  for key, value in (run.get("train_overrides") or {}).items():
-    _set_field(config, key, value, f"train option {key!r} is not a field of the training config "
-               "(rahf_jax/train/default_train_config.py).")  # fmt: skip
+  bc.set_fields(config, run.get("train_overrides") or {}, "train option {key} is not a field of "
+                "the training config (rahf_jax/train/default_train_config.py).")  # fmt: skip
   return config
 
 

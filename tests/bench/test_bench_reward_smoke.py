@@ -38,6 +38,12 @@ def test_bench_reward_tiny_prints_every_column(tmp_path):
     "6",
     "--json",
     str(out_json),
+    # The test model with one layer per stack, in float32 (test_bench_smoke's model): every part
+    # runs its code, in less time.
+    "--dtype",
+    "float32",
+    "--model_overrides",
+    json.dumps({"vit.depth": 1, "t5.num_encoder_layers": 1, "t5.num_decoder_layers": 1}),
   ]
   env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu")
   # One CPU device, as `make bench` runs it; LLVM at -O1 as the tests compile (tests/conftest.py).

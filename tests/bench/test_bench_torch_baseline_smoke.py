@@ -15,16 +15,19 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(REPO, "bench", "bench_torch_baseline.py")
+ONE_LAYER = {"vit.depth": 1, "t5.num_encoder_layers": 1, "t5.num_decoder_layers": 1}
 HAVE_TORCH = all(importlib.util.find_spec(m) for m in ("torch", "transformers"))
 
 
-@pytest.mark.slow  # the train part compiles the full train step: about half a minute
+@pytest.mark.slow  # the train part compiles the full train step: about 20 s
 def test_tiny_side_by_side_prints_the_table(tmp_path):
   parts = "infer,train"  # the infer part alone runs the same code as its row here
   out_json = tmp_path / "baseline.json"
   args = ["--size", "test", "--parts", parts, "--dtypes", "float32", "--steps", "2"]
   args += ["--warmup", "1", "--prompt_len", "8", "--target_len", "4", "--json", str(out_json)]
   args += ["--in_process"]  # one process: jax and torch are imported once
+  # One layer per stack on both sides (test_bench_smoke's model): every part runs its code.
+  args += ["--model_overrides", json.dumps(ONE_LAYER)]
   env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu")
   # One CPU device, as the bench runs; LLVM at -O1 as the tests compile (tests/conftest.py).
   env["XLA_FLAGS"] = "--xla_backend_optimization_level=1"
@@ -46,6 +49,8 @@ def test_tiny_side_by_side_prints_the_table(tmp_path):
       assert r["status"].startswith("torch absent")
       continue
     assert r["status"] == "ok", r
+    if r["impl"] == "torch":  # the overrides' sizes built the torch side too
+      assert r["layers"] == {"vit": 1, "t5_encoder": 1, "t5_decoder": 1}
     assert len(r["step_s_all"]) == 2
     assert r["ex_s"] == pytest.approx(1 / statistics.median(r["step_s_all"]))
   for row in payload["table"]:
