@@ -97,21 +97,14 @@ def _train_on_one_device(data_dir, workdir) -> dict:
   return {key: {int(step): v for step, v in summary[key].items()} for key in summary}
 
 
-def test_train_eval_predict(trained, tmp_path):
-  from rahf_jax.evaluation.evaluator import evaluate_workdir
+def test_predict_through_the_cli(trained, tmp_path):
+  """`rahf-jax predict` on the trained run: JSON on stdout, overlay and prediction.json written.
+  (The evaluation's files are checked in test_demo_report_from_the_run.)"""
+  from PIL import Image
 
-  root, config, _ = trained
+  root, _, _ = trained
   run = root / "run"
   assert (run / "config.json").exists()
-  evaluate_workdir(str(run), "test", out_dir=str(root / "eval_test"))
-  for name in ("metrics.json", "metrics.md", "words.tsv"):
-    assert (root / "eval_test" / name).stat().st_size > 0
-  assert len(list((root / "eval_test" / "overlays").glob("*.png"))) == 8
-  tables = (root / "eval_test" / "metrics.md").read_text()
-  assert "PLCC" in tables and "AUC-Judd" in tables and "F1" in tables
-
-  # predict through the CLI: JSON on stdout, overlay and prediction.json written.
-  from PIL import Image
 
   image = (np.random.default_rng(0).uniform(size=(80, 96, 3)) * 255).astype(np.uint8)
   Image.fromarray(image).save(tmp_path / "x.png")
@@ -178,8 +171,9 @@ def test_losses_fall(trained):
 
 
 def test_demo_report_from_the_run(trained, tmp_path):
-  """The demo's evaluation and REPORT.md on this run: the best checkpoint by dev/loss, named by
-  its step, the baseline rows beside ours and the learning curves from the run's events."""
+  """The demo's evaluation and REPORT.md on this run: the evaluator's files (metrics, words,
+  overlays), the best checkpoint by dev/loss, named by its step, the baseline rows beside ours
+  and the learning curves from the run's events."""
   from rahf_jax.demo import evaluate_and_report
   from rahf_jax.sharding.workdir_files import checkpoint_steps
 
@@ -192,6 +186,11 @@ def test_demo_report_from_the_run(trained, tmp_path):
   out = tmp_path / "demo_out"
   report = open(evaluate_and_report(str(out), run, str(root / "tfds"), {}), encoding="utf-8").read()
   assert f"Checkpoint: step {best_step}, the best by dev/loss" in report
+  for name in ("metrics.json", "metrics.md", "words.tsv"):
+    assert (out / "eval_test" / name).stat().st_size > 0
+  assert len(list((out / "eval_test" / "overlays").glob("*.png"))) == 8
+  tables = (out / "eval_test" / "metrics.md").read_text()
+  assert "PLCC" in tables and "AUC-Judd" in tables and "F1" in tables
   metrics = json.loads((out / "eval_test" / "metrics.json").read_text())
   assert metrics["checkpoint"]["kind"] == "best" and metrics["checkpoint"]["step"] == best_step
   # The words are decoded with the mark bias chosen on dev for this checkpoint.
