@@ -5,15 +5,15 @@ programs is the order of the sums (over slices, then rows), about 1e-16 relative
 difference above 256 ulps is a wrong term. The synthetic batches give each example its own number
 of target tokens and output type (the augmented variant), so slices differ in their counts: a step
 that averaged each slice's mean losses (instead of dividing by the whole batch's counts) fails.
-Both steps start from one float64 state, made once (init_states_testlib: seed 0 on one device,
-then put on the mesh).
+Both steps start from one float64 state with random parameters, made once on the host
+(init_states_testlib.random_state), then put on the mesh.
 """
 
 import jax
 import numpy as np
 import pytest
 import train_testlib
-from init_states_testlib import initial_state
+from init_states_testlib import random_state
 
 from rahf_jax import features, models
 from rahf_jax.sharding import mesh_context, partitioning
@@ -33,7 +33,7 @@ def _setup(variant: str, mesh, rules_name: str):
   batch = make_synthetic_batch(mc, BATCH, train_testlib.PROMPT_LEN, train_testlib.TARGET_LEN, 3)
   rules = partitioning.LOGICAL_AXIS_RULES[rules_name]
   _, shardings = state.get_abstract_state(model, tx, mesh, rules, batch)
-  init_host = initial_state(variant, "float64")
+  init_host = random_state(variant, "float64")
   return model, tx, batch, rules, shardings, init_host
 
 

@@ -6,14 +6,15 @@ differences; a partitioning error would still differ at full size. In float32 th
 steps differed by up to 7e-4 relative in a loss on one CPU (AMD EPYC, AVX2), and by 2e-4 on
 another, purely from the order of the sharded reductions (float64: <= 1e-15).
 
-Both tests start from one float64 initial state (init_states_testlib, one init for both).
+Both tests start from one float64 state with random parameters (init_states_testlib.random_state,
+made on the host).
 """
 
 import jax
 import numpy as np
 import pytest
 import train_testlib
-from init_states_testlib import initial_state
+from init_states_testlib import random_state
 
 from rahf_jax import features, models
 from rahf_jax.sharding import mesh_context, partitioning
@@ -45,7 +46,7 @@ def _setup():
     make_synthetic_batch(mc, 8, train_testlib.PROMPT_LEN, train_testlib.TARGET_LEN, seed)
     for seed in range(NUM_STEPS)
   ]
-  return model, tx, cfg, batches, initial_state("multihead", "float64")
+  return model, tx, cfg, batches, random_state("multihead", "float64")
 
 
 def _run(setup, mesh, rules_name):
