@@ -29,6 +29,19 @@ from rahf_jax.train import optimizer, state
 from rahf_jax.train.synthetic_batches import make_synthetic_batch
 
 
+def _model_and_optimizer(variant: str, dtype: str):
+  """train_testlib's model config and model in `dtype`, its optimizer and a one-device mesh."""
+  mc = train_testlib.model_config(variant)
+  mc.dtype = mc.param_dtype = dtype
+  tx = optimizer.make_optimizer(train_testlib.train_config(variant))
+  return mc, models.build_model(mc), tx, partitioning.make_mesh(devices=jax.devices()[:1])
+
+
+def _example(mc):
+  """A one-row synthetic batch (made under x64 for a float64 model)."""
+  return make_synthetic_batch(mc, 1, train_testlib.PROMPT_LEN, train_testlib.TARGET_LEN, 0)
+
+
 @functools.cache
 def initial_state(variant: str = "multihead", dtype: str = "float32") -> state.TrainState:
   """`state.init_state` (seed 0, one device, dp rules) of train_testlib's model, on the host.
@@ -36,14 +49,10 @@ def initial_state(variant: str = "multihead", dtype: str = "float32") -> state.T
   Made with x64 on exactly for float64, whichever test asks first; use a float64 state under
   `jax.enable_x64(True)`.
   """
-  mc = train_testlib.model_config(variant)
-  mc.dtype = mc.param_dtype = dtype
-  model = models.build_model(mc)
-  tx = optimizer.make_optimizer(train_testlib.train_config(variant))
-  mesh = partitioning.make_mesh(devices=jax.devices()[:1])
+  mc, model, tx, mesh = _model_and_optimizer(variant, dtype)
   with jax.enable_x64(dtype == "float64"):
-    example = make_synthetic_batch(mc, 1, train_testlib.PROMPT_LEN, train_testlib.TARGET_LEN, 0)
-    init, _ = state.init_state(model, tx, mesh, partitioning.LOGICAL_AXIS_RULES["dp"], example)
+    rules = partitioning.LOGICAL_AXIS_RULES["dp"]
+    init, _ = state.init_state(model, tx, mesh, rules, _example(mc))
     return jax.device_get(init)
 
 
@@ -52,16 +61,10 @@ def random_state(variant: str = "multihead", dtype: str = "float64") -> state.Tr
   """A train state of train_testlib's model in `dtype`, made on the host: step 0, parameters
   drawn by host_params.random_like (seed 0), the optimizer's `init` of them (eager) and a fixed
   dropout key. Use a float64 state under `jax.enable_x64(True)`."""
-  mc = train_testlib.model_config(variant)
-  mc.dtype = mc.param_dtype = dtype
-  model = models.build_model(mc)
-  tx = optimizer.make_optimizer(train_testlib.train_config(variant))
-  mesh = partitioning.make_mesh(devices=jax.devices()[:1])
+  mc, model, tx, mesh = _model_and_optimizer(variant, dtype)
   with jax.enable_x64(dtype == "float64"):
-    example = make_synthetic_batch(mc, 1, train_testlib.PROMPT_LEN, train_testlib.TARGET_LEN, 0)
-    abstract, _ = state.get_abstract_state(
-      model, tx, mesh, partitioning.LOGICAL_AXIS_RULES["dp"], example
-    )
+    rules = partitioning.LOGICAL_AXIS_RULES["dp"]
+    abstract, _ = state.get_abstract_state(model, tx, mesh, rules, _example(mc))
     params = random_like(abstract.params)
     return jax.device_get(
       state.TrainState(
