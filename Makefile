@@ -27,7 +27,7 @@ $(STAMP): setup.py
 
 install: $(STAMP)  ## make .venv and install -e .[dev] (done automatically by test/demo)
 
-test: $(STAMP)  ## run every test (CPU, 8 fake devices); about 14 minutes on 2 cores (up to 20 on a busy machine)
+test: $(STAMP)  ## run every test (CPU, 8 fake devices); about 13 minutes on 2 cores (up to 20 on a busy machine)
 	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder -q -rs tests
 
 test-fast: $(STAMP)  ## the quick tier: tests not marked slow (no training, serving or big compile); about 2.5 minutes on 2 cores
