@@ -147,8 +147,8 @@ class Scorer:
       raise ValueError(f"model variant {self.variant!r} unknown; use one of {F.VARIANTS}.")
     texts = None
     if words:
-      # The copy plan from the prompts' text, as Predictor.predict makes it: read back from the
-      # ids it would lose what the encoder's prompt_len (and an augmented prefix) cut off.
+      # Copy the prompts' own text, as Predictor.predict does: text read back from the ids would
+      # lack the words that prompt_len (less an augmented prefix) cut off.
       ids = self.predictor.decode(
         batch, self.encode_prompts(word_prompts), self.decode_length, prompts=padded_prompts
       )
