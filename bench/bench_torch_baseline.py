@@ -347,6 +347,12 @@ def main(argv=None) -> int:
     return 0
 
   start = time.perf_counter()
+  size = SIZE_ALIASES.get(args.size, args.size)
+  overrides = json.loads(args.model_overrides) if args.model_overrides else {}
+  try:  # a misspelt size or field stops here, not in every row (building a config starts no device)
+    model_config(size, overrides)
+  except ValueError as e:
+    raise SystemExit(str(e)) from None
   platform = "cpu" if args.in_process else _platform()
   gpu = platform == "gpu"
   parts = args.parts.split(",") if args.parts else (["infer", "train"] if gpu else ["infer"])
@@ -360,8 +366,6 @@ def main(argv=None) -> int:
     "infer": args.batch or (16 if gpu else 1),
     "train": args.train_batch or (8 if gpu else 1),
   }
-  size = SIZE_ALIASES.get(args.size, args.size)
-  overrides = json.loads(args.model_overrides) if args.model_overrides else {}
   print(f"# {size} multi-head on {platform}; parts {parts}; model overrides {overrides}")
 
   results = []
