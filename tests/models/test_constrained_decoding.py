@@ -7,12 +7,11 @@ orders, and a choice between two near-tied logits must not depend on the CPU.
 
 import functools
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from host_params import random_like
+from host_params import init_shapes, random_like
 
 from rahf_jax import features
 from rahf_jax.models import build_model, constrained_decode, get_model_config
@@ -42,8 +41,8 @@ def _model_and_variables():
   model = build_model(c)
   image = jnp.zeros((1, c.image_size, c.image_size, 3), jnp.float64)
   ids = jnp.zeros((1, L), jnp.int32)
-  abstract = jax.eval_shape(model.init, {"params": jax.random.key(0)}, image, ids[:, :8], ids)
-  return model, {"params": random_like(nn.unbox(abstract)["params"], scale=1.0)}
+  shapes = init_shapes(model.init, image, ids[:, :8], ids)
+  return model, {"params": random_like(shapes, scale=1.0)}
 
 
 def _setup(batch=6):

@@ -3,12 +3,11 @@
 import re
 
 import flax
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from host_params import random_like
+from host_params import init_shapes, random_like
 
 from rahf_jax import features
 from rahf_jax.models import build_model, get_model_config, weights
@@ -19,9 +18,8 @@ def two_inits():
   c = get_model_config("test", features.AUGMENTED_PROMPT)
   model = build_model(c)
   args = (jnp.zeros((1, 64, 64, 3)), jnp.ones((1, 4), jnp.int32), jnp.ones((1, 3), jnp.int32))
-  abstract = jax.eval_shape(lambda k: nn.unbox(model.init({"params": k}, *args))["params"],
-                            jax.random.key(0))  # fmt: skip
-  return random_like(abstract, seed=0), random_like(abstract, seed=1)  # no init to compile
+  shapes = init_shapes(model.init, *args)
+  return random_like(shapes, seed=0), random_like(shapes, seed=1)  # no init to compile
 
 
 def _assert_trees_equal(a, b):

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from host_params import random_like
+from host_params import init_shapes, random_like
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -75,8 +75,7 @@ def _tiny_setup():
   args = (batch["image"], batch["prompt_ids"], batch["decoder_input_ids"])
   specs = partitioning.param_logical_specs(model, *args)["params"]
   # Any values do (both steps compute on the same ones); made on the host, no init to compile.
-  abstract = nn.unbox(jax.eval_shape(model.init, {"params": jax.random.key(0)}, *args))["params"]
-  params = jax.tree.map(jnp.asarray, random_like(abstract))
+  params = jax.tree.map(jnp.asarray, random_like(init_shapes(model.init, *args)))
   reference = jax.jit(_step_fn(model))(params, batch)  # unsharded, computed once
   return model, params, specs, batch, reference
 
